@@ -211,7 +211,6 @@ class CustomerIOAdapter(Adapter):
             customerio = importlib.import_module("customerio")
         except ImportError as exc:
             raise LibraryUnavailable(f"customerio is not installed: {exc}") from exc
-        self.exception_class = customerio.CustomerIOException
         self.client = _local_customerio_class(customerio.CustomerIO)(SITE_ID, API_KEY, host=url)
         self.settings = {"base_url": self.client.base_url, "patched": "http:// base URL + adapter (README)"}
 
@@ -219,15 +218,12 @@ class CustomerIOAdapter(Adapter):
         return metadata.version("customerio")
 
     def call(self, kind: str, user_id: str, name: Optional[str], payload: dict[str, Any]) -> bool:
-        try:
-            if kind == "identify":
-                self.client.identify(user_id, **payload)
-            else:
-                self.client.track(user_id, name, payload)
-        except self.exception_class as exc:
-            # the synchronous client reports by raising; count it as reported, like an on_error call
-            self.on_error(exc, [payload])
-            return False
+        # a synchronous client reports failure by raising (CustomerIOException): the worker counts it as
+        # "raised" and the call as refused
+        if kind == "identify":
+            self.client.identify(user_id, **payload)
+        else:
+            self.client.track(user_id, name, payload)
         return True
 
     def shutdown(self) -> None:
