@@ -1,0 +1,50 @@
+"""JSON encoding of operations: once per operation, to compact UTF-8 bytes.
+
+The fast path hands the operation straight to the C encoder, with :func:`_values.scalar` as its ``default``
+hook for datetimes, Decimals and the like. It falls back to the full :func:`_values.clean` walk only when the
+C encoder cannot be trusted with the data: a NaN or infinity (JSON has none), a key or value with no JSON form,
+or (when timestamps are converted) a string that looks like an ISO-8601 date-time. Both paths give the same
+bytes for the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable, Final
+
+from . import _values
+
+# The opening of a JSON string holding a date and a time: only then can a string need converting.
+_ISO_HINT: Final = re.compile(r'"\d{4}-\d\d-\d\d[T ]\d\d:\d\d')
+
+
+def _encoder(convert_timestamps: bool) -> Callable[[Any], str]:
+    def default(value: Any) -> Any:
+        converted = _values.scalar(value, convert_timestamps)
+        if converted is _values.DROP:
+            raise TypeError("no JSON form")
+        return converted
+
+    return json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":"), default=default
+    ).encode
+
+
+_ENCODERS: Final = {True: _encoder(True), False: _encoder(False)}
+
+
+def encode(value: Any, convert_timestamps: bool = True) -> bytes:
+    """``value`` as compact JSON bytes, cleaned as :func:`_values.clean` cleans it."""
+    try:
+        text = _ENCODERS[convert_timestamps](value)
+    except (ValueError, TypeError, RecursionError):
+        return encode_clean(value, convert_timestamps)
+    if convert_timestamps and _ISO_HINT.search(text) is not None:
+        return encode_clean(value, convert_timestamps)
+    return text.encode()
+
+
+def encode_clean(value: Any, convert_timestamps: bool) -> bytes:
+    """The slow path: clean every value, then encode."""
+    return _ENCODERS[False](_values.clean(value, convert_timestamps)).encode()

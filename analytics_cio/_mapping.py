@@ -1,0 +1,368 @@
+"""Segment-spec messages to Customer.io Track API operations. Pure functions: no I/O, no clock, no state.
+
+Every operation is produced in Track API v2 form (``{"type", "action", "identifiers", ...}``), the one shape
+Customer.io defines for all of its operations; the v1 transport translates it to a v1 request. Values are
+left as the caller gave them (after the snapshot taken at the call); JSON encoding cleans them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from . import _values
+from ._errors import DeliveryError, UnmappableError
+from ._ulid import is_ulid
+
+logger = logging.getLogger("analytics_cio")
+
+Op = dict[str, Any]
+Message = Mapping[str, Any]
+
+EVENT_NAME_BYTES: Final = 100
+EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+DEVICE_ADD_EVENTS: Final = frozenset({"Application Installed", "Application Opened", "Device Created or Updated"})
+DEVICE_DELETE_EVENTS: Final = frozenset({"Application Uninstalled", "Device Deleted"})
+# Customer.io Data Pipelines' semantic events; each is an operation, not also an event.
+PERSON_SEMANTIC_EVENTS: Final = {
+    "User Deleted": "delete",
+    "User Suppressed": "suppress",
+    "User Unsuppressed": "unsuppress",
+}
+OBJECT_DELETED: Final = "Object Deleted"
+RELATIONSHIP_DELETED: Final = "Relationship Deleted"
+
+_APPLE_PLATFORMS: Final = frozenset({"ios", "ipados", "watchos", "tvos", "iphone os"})
+_GROUP_META_KEYS: Final = ("object_type_id", "objectTypeId", "relationship_attributes", "relationshipAttributes")
+
+
+@dataclasses.dataclass(frozen=True)
+class MappingOptions:
+    """The client options that change how messages map onto Customer.io."""
+
+    convert_timestamps: bool = True
+    screen_as: str = "event"  # "event": a "Viewed X Screen" event; "screen": Customer.io's screen view
+    device_token_event: str | None = None
+    send_lifecycle_events: bool = True
+    email_as_id: bool = True
+    object_type_id: str = "1"
+
+
+@dataclasses.dataclass
+class Mapped:
+    """What one message became: the operations to send, and the parts that cannot be sent, with why."""
+
+    ops: list[Op] = dataclasses.field(default_factory=list)
+    errors: list[DeliveryError] = dataclasses.field(default_factory=list)
+
+
+def map_message(message: Message, options: MappingOptions) -> Mapped:
+    """The Customer.io operations for one Segment message (see the README's mapping table)."""
+    kind = message.get("type")
+    try:
+        if kind == "identify":
+            return Mapped([identify_op(message, options)])
+        if kind == "track":
+            return track_ops(message, options)
+        if kind == "page":
+            return Mapped([page_op(message, options)])
+        if kind == "screen":
+            return Mapped([screen_op(message, options)])
+        if kind == "group":
+            return Mapped([group_op(message, options)])
+        if kind == "alias":
+            return Mapped([alias_op(message, options)])
+    except UnmappableError as exc:
+        return Mapped(errors=[exc])
+    return Mapped(errors=[UnmappableError(f"unknown message type {kind!r}", field="type")])
+
+
+def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
+    """Whether ``integrations`` turns Customer.io off for this message, as Segment reads it."""
+    if not integrations:
+        return False
+    own = integrations.get("Customer.io")
+    if own is not None:
+        return own is False
+    return integrations.get("All") is False
+
+
+# -- who the person is ---------------------------------------------------------------------------------------
+
+
+def person_identifiers(user_id: Any, options: MappingOptions) -> dict[str, str]:
+    """``cio_…`` → cio_id, an email address → email (unless email_as_id is off), else id."""
+    value = str(user_id)
+    if value.startswith("cio_") and len(value) > 4:
+        return {"cio_id": value[4:]}
+    if options.email_as_id and EMAIL_RE.fullmatch(value):
+        return {"email": value}
+    return {"id": value}
+
+
+def _has(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def _event_identifiers(message: Message, options: MappingOptions) -> dict[str, str]:
+    if _has(message.get("userId")):
+        return person_identifiers(message["userId"], options)
+    if _has(message.get("anonymousId")):
+        return {"anonymous_id": str(message["anonymousId"])}
+    raise UnmappableError("the message has neither userId nor anonymousId", field="userId")
+
+
+def _known_person(message: Message, options: MappingOptions, what: str) -> dict[str, str]:
+    if not _has(message.get("userId")):
+        raise UnmappableError(f"{what} needs a userId: Customer.io cannot {what} an anonymous person", field="userId")
+    return person_identifiers(message["userId"], options)
+
+
+def _unix(message: Message) -> int | None:
+    value = message.get("timestamp")
+    if value is None:
+        return None
+    converted = _values.timestamp_value(value)
+    return converted if isinstance(converted, int) else None
+
+
+def _with_timestamp(op: Op, message: Message) -> Op:
+    ts = _unix(message)
+    if ts is not None:
+        op["timestamp"] = ts
+    return op
+
+
+# -- identify ------------------------------------------------------------------------------------------------
+
+
+def identify_op(message: Message, options: MappingOptions) -> Op:
+    traits: Mapping[str, Any] = message.get("traits") or {}
+    if _has(message.get("userId")):
+        identifiers = person_identifiers(message["userId"], options)
+    elif isinstance(traits.get("email"), str) and traits["email"]:
+        identifiers = {"email": traits["email"]}
+    else:
+        raise UnmappableError(
+            "identify needs a userId or traits.email: Customer.io cannot create a person from an anonymousId",
+            field="userId",
+        )
+    attributes = dict(traits)
+    created = attributes.pop("createdAt", None)
+    if "created_at" in attributes:
+        created = attributes["created_at"]
+    if created is not None:
+        attributes["created_at"] = _values.timestamp_value(created)
+    if _has(message.get("anonymousId")):
+        attributes["anonymous_id"] = str(message["anonymousId"])
+    op: Op = {"type": "person", "action": "identify", "identifiers": identifiers, "attributes": attributes}
+    return _with_timestamp(op, message)
+
+
+# -- track and its special events ----------------------------------------------------------------------------
+
+
+def cut_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", errors="ignore")
+
+
+def event_name(name: str) -> str:
+    cut = cut_utf8(name, EVENT_NAME_BYTES)
+    if cut != name:
+        logger.warning("analytics_cio: event name cut to Customer.io's %d bytes: %r", EVENT_NAME_BYTES, cut)
+    return cut
+
+
+def _event_op(message: Message, options: MappingOptions, action: str, name: str) -> Op:
+    """A person event, page view or screen view; anonymous when there is no userId."""
+    op: Op = {
+        "type": "person",
+        "action": action,
+        "identifiers": _event_identifiers(message, options),
+        "name": event_name(name),
+    }
+    message_id = message.get("messageId")
+    if is_ulid(message_id):
+        op["id"] = message_id
+    properties = message.get("properties")
+    if properties:
+        op["attributes"] = properties
+    return _with_timestamp(op, message)
+
+
+def track_ops(message: Message, options: MappingOptions) -> Mapped:
+    name = message.get("event")
+    if not isinstance(name, str) or not name:
+        raise UnmappableError("track needs an event name", field="event")
+    properties: Mapping[str, Any] = message.get("properties") or {}
+    if name in PERSON_SEMANTIC_EVENTS:
+        action = PERSON_SEMANTIC_EVENTS[name]
+        return Mapped([{"type": "person", "action": action, "identifiers": _known_person(message, options, action)}])
+    if name == OBJECT_DELETED:
+        return Mapped([{"type": "object", "action": "delete", "identifiers": _object_identifiers(properties, options)}])
+    if name == RELATIONSHIP_DELETED:
+        person = _known_person(message, options, "delete relationships of")
+        relationship = {"identifiers": _object_identifiers(properties, options)}
+        op: Op = {"type": "person", "action": "delete_relationships", "identifiers": person,
+                  "cio_relationships": [relationship]}
+        return Mapped([op])
+    if name in DEVICE_ADD_EVENTS or name in DEVICE_DELETE_EVENTS or name == options.device_token_event:
+        return _device_ops(message, options, name)
+    return Mapped([_event_op(message, options, "event", name)])
+
+
+def _object_identifiers(properties: Mapping[str, Any], options: MappingOptions) -> dict[str, str]:
+    object_id = properties.get("object_id", properties.get("objectId"))
+    if not _has(object_id):
+        raise UnmappableError("needs properties.object_id", field="properties.object_id")
+    type_id = properties.get("object_type_id", properties.get("objectTypeId", options.object_type_id))
+    return {"object_type_id": str(type_id), "object_id": str(object_id)}
+
+
+# -- devices -------------------------------------------------------------------------------------------------
+
+
+def device_platform(kind: Any) -> str | None:
+    """Customer.io's platform name for a Segment ``context.device.type``."""
+    if not isinstance(kind, str) or not kind.strip():
+        return None
+    lowered = kind.strip().lower()
+    return "ios" if lowered in _APPLE_PLATFORMS else lowered
+
+
+def _context_part(message: Message, key: str) -> Mapping[str, Any]:
+    context = message.get("context")
+    part = context.get(key) if isinstance(context, Mapping) else None
+    return part if isinstance(part, Mapping) else {}
+
+
+def device_attributes(message: Message) -> dict[str, str]:
+    """The documented device attributes from the context, then the event's properties, all as strings."""
+    context = message.get("context") if isinstance(message.get("context"), Mapping) else {}
+    assert isinstance(context, Mapping)
+    device, os_, app = _context_part(message, "device"), _context_part(message, "os"), _context_part(message, "app")
+    attributes: dict[str, str] = {}
+    device_os = " ".join(str(v) for v in (os_.get("name"), os_.get("version")) if _has(v))
+    for key, value in (
+        ("device_os", device_os),
+        ("device_model", device.get("model")),
+        ("app_version", app.get("version")),
+        ("device_locale", context.get("locale")),
+    ):
+        if _has(value):
+            attributes[key] = _values.stringify(value)
+    for key, value in (message.get("properties") or {}).items():
+        if value is not None:
+            attributes[str(key)] = _values.stringify(value)
+    return attributes
+
+
+def _device_ops(message: Message, options: MappingOptions, name: str) -> Mapped:
+    token = _context_part(message, "device").get("token")
+    event = _event_op(message, options, "event", name)
+    if not _has(token):
+        logger.debug("analytics_cio: %r has no context.device.token: sent as an ordinary event", name)
+        return Mapped([event])
+    if not _has(message.get("userId")):
+        logger.warning(
+            "analytics_cio: %r carries a device token but no userId: Customer.io attaches devices to people "
+            "only, so it is sent as an anonymous event without the device", name,
+        )
+        return Mapped([event])
+    person = person_identifiers(message["userId"], options)
+    result = Mapped([event] if options.send_lifecycle_events else [])
+    if name in DEVICE_DELETE_EVENTS:
+        result.ops.insert(0, {"type": "person", "action": "delete_device", "identifiers": person,
+                              "device": {"token": str(token)}})
+        return result
+    device = _context_part(message, "device")
+    platform = device_platform(device.get("type")) or device_platform(_context_part(message, "os").get("name"))
+    if platform is None:
+        result.errors.append(UnmappableError(
+            "the device has no platform: set context.device.type (ios or android)", field="context.device.type",
+        ))
+        if not result.ops:
+            result.ops.append(event)
+        return result
+    body: dict[str, Any] = {"token": str(token), "platform": platform}
+    last_used = _unix(message)
+    if last_used is not None:
+        body["last_used"] = last_used
+    attributes = device_attributes(message)
+    if attributes:
+        body["attributes"] = attributes
+    result.ops.insert(0, {"type": "person", "action": "add_device", "identifiers": person, "device": body})
+    return result
+
+
+# -- page and screen -----------------------------------------------------------------------------------------
+
+
+def page_op(message: Message, options: MappingOptions) -> Op:
+    properties: Mapping[str, Any] = message.get("properties") or {}
+    name = message.get("name") or properties.get("url") or _context_part(message, "page").get("url")
+    if not _has(name):
+        raise UnmappableError("a page view needs a name, properties.url or context.page.url", field="name")
+    return _event_op(message, options, "page", str(name))
+
+
+def screen_op(message: Message, options: MappingOptions) -> Op:
+    name = message.get("name")
+    if options.screen_as == "screen":
+        return _event_op(message, options, "screen", str(name) if _has(name) else "Undefined")
+    inner = str(name) if _has(name) else "Undefined"
+    # Cut the screen's own name, so that the whole "Viewed … Screen" stays within 100 bytes.
+    room = EVENT_NAME_BYTES - len("Viewed  Screen")
+    if len(inner.encode()) > room:
+        inner = cut_utf8(inner, room)
+        logger.warning("analytics_cio: screen name cut to fit Customer.io's %d-byte event names", EVENT_NAME_BYTES)
+    return _event_op(message, options, "event", f"Viewed {inner} Screen")
+
+
+# -- group and alias -----------------------------------------------------------------------------------------
+
+
+def group_op(message: Message, options: MappingOptions) -> Op:
+    if not _has(message.get("groupId")):
+        raise UnmappableError("group needs a groupId", field="groupId")
+    traits: Mapping[str, Any] = message.get("traits") or {}
+    type_id = traits.get("object_type_id", traits.get("objectTypeId", options.object_type_id))
+    relationship_attributes = traits.get("relationship_attributes", traits.get("relationshipAttributes"))
+    attributes = {k: v for k, v in traits.items() if k not in _GROUP_META_KEYS}
+    if _has(message.get("userId")):
+        action, person = "identify", person_identifiers(message["userId"], options)
+    elif _has(message.get("anonymousId")):
+        action, person = "identify_anonymous", {"anonymous_id": str(message["anonymousId"])}
+    else:
+        raise UnmappableError("group needs a userId or an anonymousId", field="userId")
+    relationship: dict[str, Any] = {"identifiers": person}
+    if relationship_attributes:
+        relationship["relationship_attributes"] = relationship_attributes
+    op: Op = {
+        "type": "object",
+        "action": action,
+        "identifiers": {"object_type_id": str(type_id), "object_id": str(message["groupId"])},
+        "cio_relationships": [relationship],
+    }
+    if attributes:
+        op["attributes"] = attributes
+    return op
+
+
+def alias_op(message: Message, options: MappingOptions) -> Op:
+    if not _has(message.get("userId")) or not _has(message.get("previousId")):
+        raise UnmappableError("alias needs both userId and previousId", field="previousId")
+    return {
+        "type": "person",
+        "action": "merge",
+        "primary": person_identifiers(message["userId"], options),
+        "secondary": person_identifiers(message["previousId"], options),
+    }

@@ -1,0 +1,141 @@
+"""Building Segment-spec messages on the caller's thread: validate the arguments, snapshot the data.
+
+This is the only per-call work the caller pays for (mapping and JSON encoding happen on the worker), so it is
+kept to what must happen at the call: argument errors are raised here, and the caller's dicts are copied so that
+later changes to them cannot change what is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ._errors import ArgumentTypeError, ArgumentValueError
+from ._ulid import new_ulid
+from ._values import scalar
+from ._version import __version__
+
+Message = dict[str, Any]
+LIBRARY: Final = {"name": "analytics-cio", "version": __version__}
+_UTC: Final = dt.timezone.utc
+_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date})
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of the containers in ``value``, deep enough that the caller's later changes cannot reach it.
+
+    Immutable scalars are shared, not copied. Mutable non-JSON containers (sets, dataclasses, mappings of other
+    kinds, bytearrays) are converted to their JSON-shaped equivalent here, while they still hold what was passed.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _IMMUTABLE else snapshot(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _IMMUTABLE else snapshot(v) for v in value]
+    if kind in _IMMUTABLE:
+        return value
+    if isinstance(value, (Mapping, list, tuple, set, frozenset, bytearray, memoryview)) or hasattr(
+        value, "__dataclass_fields__"
+    ):
+        converted = scalar(value, False) if not isinstance(value, (list, tuple)) else list(value)
+        return snapshot(converted) if type(converted) in (dict, list) else converted
+    return value
+
+
+def _optional_dict(name: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ArgumentTypeError(name, f"must be a dict, not {type(value).__name__}")
+    copied: dict[str, Any] = snapshot(value if type(value) is dict else dict(value))
+    return copied
+
+
+def _identity(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return str(value)
+    raise ArgumentTypeError(name, f"must be a string or a number, not {type(value).__name__}")
+
+
+def _text(name: str, value: Any, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise ArgumentValueError(name, "is required")
+        return None
+    if not isinstance(value, str):
+        raise ArgumentTypeError(name, f"must be a string, not {type(value).__name__}")
+    if required and not value:
+        raise ArgumentValueError(name, "must not be empty")
+    return value
+
+
+def _guess_timezone(value: dt.datetime) -> dt.datetime:
+    """Segment's rule for naive datetimes: one within 5 s of local now is local time, any other is UTC."""
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value
+    if abs((dt.datetime.now() - value).total_seconds()) < 5:
+        return value.astimezone()
+    return value.replace(tzinfo=_UTC)
+
+
+def _timestamp(value: Any) -> str:
+    if value is None:
+        now = time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    if not isinstance(value, dt.datetime):
+        if isinstance(value, dt.date):
+            value = dt.datetime(value.year, value.month, value.day)
+        else:
+            raise ArgumentTypeError("timestamp", f"must be a datetime, not {type(value).__name__}")
+    utc = _guess_timezone(value).astimezone(_UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def build(
+    kind: str,
+    *,
+    user_id: Any,
+    anonymous_id: Any,
+    context: Any,
+    timestamp: Any,
+    integrations: Any,
+    message_id: Any,
+    require_identity: bool = True,
+) -> Message:
+    """The common part of every message; the caller adds the call's own fields."""
+    user = _identity("user_id", user_id)
+    anonymous = _identity("anonymous_id", anonymous_id)
+    if require_identity and not user and not anonymous:
+        raise ArgumentValueError("user_id", "either user_id or anonymous_id is required")
+    if message_id is not None and not isinstance(message_id, str):
+        if isinstance(message_id, numbers.Number):
+            message_id = str(message_id)
+        else:
+            raise ArgumentTypeError("message_id", f"must be a string, not {type(message_id).__name__}")
+    copied_context = _optional_dict("context", context) or {}
+    copied_context["library"] = dict(LIBRARY)
+    message: Message = {
+        "type": kind,
+        "userId": user,
+        "anonymousId": anonymous,
+        "messageId": message_id or new_ulid(),
+        "timestamp": _timestamp(timestamp),
+        "context": copied_context,
+        "integrations": _optional_dict("integrations", integrations) or {},
+    }
+    return message
+
+
+def properties(name: str, value: Any) -> dict[str, Any]:
+    return _optional_dict(name, value) or {}
+
+
+text = _text
+identity = _identity

@@ -1,0 +1,390 @@
+"""Sending Customer.io operations over HTTP: one attempt at a time; the worker owns retries.
+
+Two transports share one interface:
+
+- :class:`BatchTransport` (Track API v2): operations packed into ``POST /api/v2/batch``.
+- :class:`RequestTransport` (Track API v1): one request per operation, sent concurrently over keep-alive,
+  operations for the same person in order.
+
+``prepare(op)`` turns an operation (v2 form, see ``_mapping``) into a :class:`WireOp` (its encoded request);
+``send(ops)`` makes one attempt and says, for each op, whether it was delivered, refused, or may be retried.
+A transport knows Customer.io's wire formats, never Segment's.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip as gzip_module
+import logging
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Final, Protocol
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
+from ._ratelimit import RateLimiter
+from ._retry import is_retryable_status, parse_retry_after
+from ._version import __version__
+
+logger = logging.getLogger("analytics_cio")
+
+HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
+USER_AGENT: Final = f"analytics-cio/{__version__} (python)"
+_REASON_CHARS: Final = 500
+
+
+class WireOp:
+    """One encoded operation: its request (v1) or its batch item (v2), and the message it came from."""
+
+    __slots__ = ("data", "lane", "message", "method", "path", "spool_id")
+
+    def __init__(self, data: bytes, message: Any, method: str = "POST", path: str = "", lane: str = "") -> None:
+        self.data = data
+        self.message = message
+        self.method = method
+        self.path = path
+        self.lane = lane
+        self.spool_id: int | None = None
+
+    def __repr__(self) -> str:
+        return f"WireOp({self.method} {self.path or 'batch item'}, {len(self.data)} bytes)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one attempt did to one operation."""
+
+    delivered: bool
+    retryable: bool = False
+    status: int | None = None
+    reason: str = ""
+    field: str | None = None
+    retry_after: float | None = None
+    items: tuple[Mapping[str, Any], ...] = ()  # a 207's per-operation errors
+
+
+DELIVERED: Final = Outcome(True)
+
+
+class Transport(Protocol):
+    """What the worker needs from a transport. ``analytics_cio.testing`` provides one that sends nothing."""
+
+    max_batch_bytes: int  # bytes of WireOp.data that one send() may carry
+    max_op_bytes: int
+
+    def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp: ...
+
+    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+def base_url(region: str, host: str | None) -> str:
+    if host:
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"host must be an http(s) URL such as https://track.customer.io, not {host!r}")
+        if parts.scheme == "http":
+            logger.warning("analytics_cio: host %s is plain http: use it only for local testing", parts.netloc)
+        return host.rstrip("/")
+    try:
+        return HOSTS[region]
+    except KeyError:
+        raise ValueError(f"region must be 'us' or 'eu', not {region!r}") from None
+
+
+def segment(value: Any) -> str:
+    """One URL path segment: ``/``, ``..``, ``?``, ``#`` and ``%`` can never change the path."""
+    return quote(str(value), safe="")
+
+
+def error_reason(response: requests.Response) -> tuple[str, str | None]:
+    """Customer.io's own words for an error answer, in any of its shapes, and the field it names."""
+    text = response.text[:2000]
+    field = None
+    try:
+        body = response.json()
+    except ValueError:
+        return (text.strip()[:_REASON_CHARS] or response.reason or f"HTTP {response.status_code}"), None
+    parts: list[str] = []
+    if isinstance(body, Mapping):
+        meta = body.get("meta")
+        if isinstance(meta, Mapping):
+            if isinstance(meta.get("error"), str):
+                parts.append(meta["error"])
+            if isinstance(meta.get("errors"), list):
+                parts.extend(str(e) for e in meta["errors"])
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            for error in errors:
+                if isinstance(error, Mapping):
+                    parts.append(": ".join(str(error[k]) for k in ("reason", "field", "message") if error.get(k)))
+                    field = field or (str(error["field"]) if error.get("field") else None)
+                else:
+                    parts.append(str(error))
+    reason = "; ".join(p for p in parts if p) or text.strip() or response.reason or f"HTTP {response.status_code}"
+    return reason[:_REASON_CHARS], field
+
+
+class HttpTransport:
+    """What both transports share: one keep-alive session, Basic auth, timeouts, gzip, rate limit."""
+
+    max_batch_bytes = BATCH_BYTES
+    max_op_bytes = OP_BYTES
+
+    def __init__(
+        self,
+        site_id: str,
+        api_key: str,
+        *,
+        encode: Callable[[Any], bytes],
+        region: str = "us",
+        host: str | None = None,
+        timeout: float = 15.0,
+        gzip: bool = False,
+        proxies: Mapping[str, str] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self.base_url = base_url(region, host)
+        self.encode = encode
+        self.timeout = timeout
+        self.gzip = gzip
+        self.proxies = dict(proxies) if proxies else None
+        self.rate_limiter = rate_limiter or RateLimiter(None)
+        token = base64.b64encode(f"{site_id}:{api_key}".encode()).decode()
+        self._headers = {
+            "Authorization": f"Basic {token}",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._pool_size = pool_size
+        self._session = self._new_session()
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"{type(self).__name__}({self.base_url})"
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.trust_env = self.proxies is None
+        session.verify = True
+        return session
+
+    def reset_after_fork(self) -> None:
+        """A forked child must not share the parent's sockets."""
+        self._session = self._new_session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def request(self, method: str, path: str, data: bytes | None) -> Outcome:
+        """One HTTP request; never raises for a network or HTTP failure."""
+        headers = self._headers
+        if data is not None and self.gzip:
+            data = gzip_module.compress(data, compresslevel=6)
+            headers = {**headers, "Content-Encoding": "gzip"}
+        try:
+            response = self._session.request(
+                method,
+                self.base_url + path,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+                proxies=self.proxies,
+                allow_redirects=False,  # never carry the Authorization header to another host
+            )
+        except requests.RequestException as exc:
+            # The exception's text may hold the URL, never the credentials (they travel in a header).
+            return Outcome(False, retryable=True, reason=f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
+        status = response.status_code
+        if status == 207:
+            return Outcome(True, status=207, items=_partial_errors(response))
+        if 200 <= status < 300:
+            return Outcome(True, status=status)
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "?")
+            return Outcome(False, status=status, reason=f"Customer.io redirected to {where}: is region right?")
+        reason, field = error_reason(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return Outcome(False, is_retryable_status(status), status, reason, field, retry_after)
+
+
+class BatchTransport(HttpTransport):
+    """Track API v2: every attempt is one ``POST /api/v2/batch`` carrying all the given operations."""
+
+    # `{"batch":[` + `]}` around the items, and a comma between two.
+    ENVELOPE: Final = len(b'{"batch":[]}')
+
+    def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
+        return WireOp(self.encode(op), message)
+
+    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
+        if not ops:
+            return []
+        if not self.rate_limiter.acquire(stop):
+            return [Outcome(False, retryable=True, reason="stopped before sending")] * len(ops)
+        body = b'{"batch":[' + b",".join(op.data for op in ops) + b"]}"
+        outcome = self.request("POST", "/api/v2/batch", body)
+        if outcome.status != 207:
+            return [outcome] * len(ops)
+        return self._partial(ops, outcome)
+
+    def _partial(self, ops: Sequence[WireOp], outcome: Outcome) -> list[Outcome]:
+        """207: the listed operations failed, every other one was accepted. Nothing is resent."""
+        outcomes = [DELIVERED] * len(ops)
+        for error in outcome.items:
+            index = error.get("batch_index")
+            if isinstance(index, int) and 0 <= index < len(ops):
+                reason = ": ".join(str(error[k]) for k in ("reason", "field", "message") if error.get(k))
+                field = str(error["field"]) if error.get("field") else None
+                outcomes[index] = Outcome(False, False, 207, reason[:_REASON_CHARS] or "invalid operation", field)
+        if not outcome.items:
+            logger.warning("analytics_cio: Customer.io answered 207 without a readable error list")
+        return outcomes
+
+
+class RequestTransport(HttpTransport):
+    """Track API v1: one request per operation. ``group`` (objects) has no v1 form and uses ``/api/v2/entity``."""
+
+    max_batch_bytes = 10 * BATCH_BYTES  # no request carries more than one op; this only bounds one send()
+    max_op_bytes = EVENT_DATA_BYTES + 4096
+
+    def __init__(self, *args: Any, concurrency: int = 4, **kwargs: Any) -> None:
+        kwargs.setdefault("pool_size", concurrency)
+        super().__init__(*args, **kwargs)
+        self.concurrency = concurrency
+
+    def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
+        method, path, body, lane = v1_request(op)
+        return WireOp(self.encode(body) if body is not None else b"", message, method, path, lane)
+
+    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
+        lanes: dict[str, list[int]] = {}
+        for index, op in enumerate(ops):
+            lanes.setdefault(op.lane or f"#{index}", []).append(index)
+        outcomes: list[Outcome | None] = [None] * len(ops)
+
+        def run_lane(indexes: list[int]) -> None:
+            # Within a lane (one person), a failure holds back the person's later ops, so their order survives.
+            failed: Outcome | None = None
+            for index in indexes:
+                if failed is not None:
+                    outcomes[index] = Outcome(False, True, failed.status, "held back: an earlier op of this person "
+                                              "failed", retry_after=failed.retry_after)
+                    continue
+                if not self.rate_limiter.acquire(stop):
+                    failed = Outcome(False, retryable=True, reason="stopped before sending")
+                    outcomes[index] = failed
+                    continue
+                op = ops[index]
+                result = self.request(op.method, op.path, op.data if op.method != "DELETE" else None)
+                outcomes[index] = result
+                if not result.delivered and result.retryable:
+                    failed = result
+
+        groups = list(lanes.values())
+        if len(groups) == 1 or self.concurrency <= 1:
+            for group in groups:
+                run_lane(group)
+        else:
+            _run_concurrently(run_lane, groups, self.concurrency)
+        return [o if o is not None else Outcome(False, True, reason="not attempted") for o in outcomes]
+
+
+def _run_concurrently(fn: Callable[[list[int]], None], groups: list[list[int]], concurrency: int) -> None:
+    """Run ``fn`` over ``groups`` on up to ``concurrency`` short-lived threads (a pool would not survive fork,
+    and concurrent.futures refuses work during interpreter exit, exactly when the exit hook flushes)."""
+    work: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for group in groups:
+        work.put(group)
+
+    def drain() -> None:
+        while True:
+            try:
+                group = work.get_nowait()
+            except queue.Empty:
+                return
+            fn(group)
+
+    threads = []
+    for _ in range(min(concurrency, len(groups)) - 1):
+        thread = threading.Thread(target=drain, name="analytics-cio-v1", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: no new threads; this thread does the work
+            break
+        threads.append(thread)
+    drain()
+    for thread in threads:
+        thread.join()
+
+
+# -- v1 request shapes ---------------------------------------------------------------------------------------
+
+
+def _v1_person(identifiers: Mapping[str, Any]) -> str:
+    if "cio_id" in identifiers:
+        return "cio_" + str(identifiers["cio_id"])
+    for key in ("id", "email"):
+        if key in identifiers:
+            return str(identifiers[key])
+    raise ValueError(f"no v1 person identifier in {sorted(identifiers)}")
+
+
+def v1_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
+    """(method, path, body, lane) of the v1 request for a v2-form operation."""
+    if op.get("type") != "person" or op.get("action") in ("add_relationships", "delete_relationships"):
+        return "POST", "/api/v2/entity", op, ""
+    action = op["action"]
+    if action == "merge":
+        return "POST", "/api/v1/merge_customers", {"primary": op["primary"], "secondary": op["secondary"]}, ""
+    identifiers = op["identifiers"]
+    if action in ("event", "page", "screen"):
+        body: dict[str, Any] = {"name": op["name"]}
+        if "attributes" in op:
+            body["data"] = op["attributes"]
+        if "id" in op:
+            body["id"] = op["id"]
+        body["type"] = action
+        if "timestamp" in op:
+            body["timestamp"] = op["timestamp"]
+        if "anonymous_id" in identifiers:
+            body["anonymous_id"] = identifiers["anonymous_id"]
+            return "POST", "/api/v1/events", body, "anon:" + str(identifiers["anonymous_id"])
+        person = _v1_person(identifiers)
+        return "POST", f"/api/v1/customers/{segment(person)}/events", body, person
+    person = _v1_person(identifiers)
+    base = f"/api/v1/customers/{segment(person)}"
+    if action == "identify":
+        attributes = dict(op.get("attributes") or {})
+        if "timestamp" in op:
+            attributes["_timestamp"] = op["timestamp"]
+        return "PUT", base, attributes, person
+    if action == "add_device":
+        device = dict(op["device"])
+        device["id"] = device.pop("token")
+        return "PUT", base + "/devices", {"device": device}, person
+    if action == "delete_device":
+        return "DELETE", f"{base}/devices/{segment(op['device']['token'])}", None, person
+    if action == "delete":
+        return "DELETE", base, None, person
+    if action in ("suppress", "unsuppress"):
+        return "POST", f"{base}/{action}", None, person
+    raise ValueError(f"no v1 request for person action {action!r}")
+
+
+def _partial_errors(response: requests.Response) -> tuple[Mapping[str, Any], ...]:
+    try:
+        body = response.json()
+    except ValueError:
+        return ()
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    return tuple(e for e in errors if isinstance(e, Mapping)) if isinstance(errors, list) else ()

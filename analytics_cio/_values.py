@@ -1,0 +1,208 @@
+"""Turning caller values into what Customer.io can store, without losing data.
+
+Customer.io takes JSON. Python callers pass datetimes, Decimals, UUIDs, Enums, sets, bytes and dataclasses;
+each becomes the JSON value that carries the same information. Timestamps become Unix seconds when
+``convert_timestamps`` is on, because Customer.io's segment builder compares dates as Unix seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import logging
+import math
+import numbers
+import re
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from dateutil.parser import isoparse
+
+logger = logging.getLogger("analytics_cio")
+
+UTC: Final = dt.timezone.utc
+MAX_DEPTH: Final = 64
+
+# Strict ISO-8601 date *and* time, extended form; 'T' or a space between them. Date-only strings, digit-only
+# strings, phone numbers and ids never match.
+ISO_DATETIME_RE: Final = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?",
+)
+
+
+class _Drop:
+    """Marks a value that cannot be represented; its key is dropped (with a warning)."""
+
+
+DROP: Final = _Drop()
+
+
+def to_unix(value: dt.datetime | dt.date) -> int:
+    """Unix seconds. Aware datetimes are converted in their own zone, naive ones are taken as UTC."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = value.replace(tzinfo=UTC)
+        return math.floor(value.timestamp())
+    return math.floor(dt.datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+
+
+def parse_iso_datetime(text: str) -> dt.datetime | None:
+    """The datetime a strict ISO-8601 date-time string holds, or None for any other string."""
+    if len(text) < 16 or ISO_DATETIME_RE.fullmatch(text) is None:
+        return None
+    try:
+        return isoparse(text.replace(",", "."))
+    except (ValueError, OverflowError):
+        return None
+
+
+def timestamp_value(value: Any) -> Any:
+    """``created_at``-style values as Unix seconds: datetimes, dates, ISO strings and numeric strings."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return to_unix(value)
+    if isinstance(value, str):
+        parsed = parse_iso_datetime(value)
+        if parsed is not None:
+            return to_unix(parsed)
+        if value.isdigit():
+            return int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return math.floor(value)
+    return value
+
+
+def scalar(value: Any, convert_timestamps: bool) -> Any:
+    """A non-container value that ``json`` cannot encode, as a JSON value; DROP when there is none.
+
+    Also used as the ``default`` hook of the fast JSON encoder, so it must agree with :func:`clean`.
+    """
+    if isinstance(value, dt.datetime):
+        if convert_timestamps:
+            return to_unix(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return to_unix(value) if convert_timestamps else value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, (set, frozenset)):
+        return sorted_if_possible(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return DROP
+
+
+def sorted_if_possible(values: set[Any] | frozenset[Any]) -> list[Any]:
+    try:
+        return sorted(values)
+    except TypeError:
+        return list(values)
+
+
+def json_key(key: Any) -> str | None:
+    """A dict key as JSON has it (the same spelling ``json.dumps`` gives), or None if it has none."""
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, enum.Enum):
+        return json_key(key.value)
+    if isinstance(key, (int, float, uuid.UUID, Decimal)):
+        return str(key)
+    if isinstance(key, (dt.date, dt.time)):
+        return key.isoformat()
+    return None
+
+
+def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) -> Any:
+    """A JSON-ready copy of ``value``; never mutates it. Unrepresentable entries are dropped with a warning."""
+    if value is None or value is True or value is False:
+        return value
+    kind = type(value)
+    if kind is str:
+        if convert_timestamps and len(value) >= 16:
+            parsed = parse_iso_datetime(value)
+            if parsed is not None:
+                return to_unix(parsed)
+        return value
+    if kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        logger.warning("analytics_cio: dropped %r: nested deeper than %d levels", path or "value", MAX_DEPTH)
+        return DROP
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = json_key(key)
+            where = f"{path}.{name}" if path else str(name)
+            if name is None:
+                logger.warning("analytics_cio: dropped key %r under %r: not a JSON key", key, path or "top")
+                continue
+            cleaned = clean(item, convert_timestamps, where, depth + 1)
+            if cleaned is not DROP:
+                out[name] = cleaned
+        return out
+    if isinstance(value, (list, tuple)):
+        items = []
+        for index, item in enumerate(value):
+            cleaned = clean(item, convert_timestamps, f"{path}[{index}]", depth + 1)
+            if cleaned is not DROP:
+                items.append(cleaned)
+        return items
+    if isinstance(value, str):  # str subclasses, str-valued Enums included, keep their text
+        return clean(str.__str__(value), convert_timestamps, path, depth)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and not isinstance(value, enum.Enum):
+        return int(value)
+    if isinstance(value, float) and not isinstance(value, enum.Enum):
+        return clean(float(value), convert_timestamps, path, depth)
+    converted = scalar(value, convert_timestamps)
+    if converted is DROP:
+        logger.warning(
+            "analytics_cio: dropped %r: a %s has no JSON form", path or "value", type(value).__name__
+        )
+        return DROP
+    if convert_timestamps and isinstance(converted, str):  # an Enum or bytes holding an ISO string stays text
+        return converted
+    return clean(converted, convert_timestamps, path, depth + 1)
+
+
+def stringify(value: Any) -> str:
+    """A device attribute value: Customer.io stores device attributes as strings."""
+    if isinstance(value, str):
+        return value
+    if value is True or value is False:
+        return "true" if value else "false"
+    cleaned = clean(value, False)
+    if isinstance(cleaned, str):
+        return cleaned
+    return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False)
+
