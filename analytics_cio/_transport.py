@@ -21,7 +21,7 @@ import queue
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Final, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -29,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._ratelimit import RateLimiter
 from ._retry import is_retryable_status, parse_retry_after
+from ._v1 import v1_request
 from ._version import __version__
 
 logger = logging.getLogger("analytics_cio")
@@ -96,11 +97,6 @@ def base_url(region: str, host: str | None) -> str:
         return HOSTS[region]
     except KeyError:
         raise ValueError(f"region must be 'us' or 'eu', not {region!r}") from None
-
-
-def segment(value: Any) -> str:
-    """One URL path segment: ``/``, ``..``, ``?``, ``#`` and ``%`` can never change the path."""
-    return quote(str(value), safe="")
 
 
 def error_reason(response: requests.Response) -> tuple[str, str | None]:
@@ -325,60 +321,6 @@ def _run_concurrently(fn: Callable[[list[int]], None], groups: list[list[int]], 
     drain()
     for thread in threads:
         thread.join()
-
-
-# -- v1 request shapes ---------------------------------------------------------------------------------------
-
-
-def _v1_person(identifiers: Mapping[str, Any]) -> str:
-    if "cio_id" in identifiers:
-        return "cio_" + str(identifiers["cio_id"])
-    for key in ("id", "email"):
-        if key in identifiers:
-            return str(identifiers[key])
-    raise ValueError(f"no v1 person identifier in {sorted(identifiers)}")
-
-
-def v1_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
-    """(method, path, body, lane) of the v1 request for a v2-form operation."""
-    if op.get("type") != "person" or op.get("action") in ("add_relationships", "delete_relationships"):
-        return "POST", "/api/v2/entity", op, ""
-    action = op["action"]
-    if action == "merge":
-        return "POST", "/api/v1/merge_customers", {"primary": op["primary"], "secondary": op["secondary"]}, ""
-    identifiers = op["identifiers"]
-    if action in ("event", "page", "screen"):
-        body: dict[str, Any] = {"name": op["name"]}
-        if "attributes" in op:
-            body["data"] = op["attributes"]
-        if "id" in op:
-            body["id"] = op["id"]
-        body["type"] = action
-        if "timestamp" in op:
-            body["timestamp"] = op["timestamp"]
-        if "anonymous_id" in identifiers:
-            body["anonymous_id"] = identifiers["anonymous_id"]
-            return "POST", "/api/v1/events", body, "anon:" + str(identifiers["anonymous_id"])
-        person = _v1_person(identifiers)
-        return "POST", f"/api/v1/customers/{segment(person)}/events", body, person
-    person = _v1_person(identifiers)
-    base = f"/api/v1/customers/{segment(person)}"
-    if action == "identify":
-        attributes = dict(op.get("attributes") or {})
-        if "timestamp" in op:
-            attributes["_timestamp"] = op["timestamp"]
-        return "PUT", base, attributes, person
-    if action == "add_device":
-        device = dict(op["device"])
-        device["id"] = device.pop("token")
-        return "PUT", base + "/devices", {"device": device}, person
-    if action == "delete_device":
-        return "DELETE", f"{base}/devices/{segment(op['device']['token'])}", None, person
-    if action == "delete":
-        return "DELETE", base, None, person
-    if action in ("suppress", "unsuppress"):
-        return "POST", f"{base}/{action}", None, person
-    raise ValueError(f"no v1 request for person action {action!r}")
 
 
 def _partial_errors(response: requests.Response) -> tuple[Mapping[str, Any], ...]:
