@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -52,10 +53,10 @@ def summarise(worker: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
         "events_per_s": delivered / end_to_end if end_to_end > 0 else None,
         "requests": server["requests"],
         "failed_requests": server["failed_requests"],
-        "requests_per_event": _per_event(server["requests"], calls),
+        "requests_per_event": _per_event(server["requests"], delivered),
         "wire_bytes": server["wire_bytes"],
         "body_bytes": server["bytes"],
-        "wire_bytes_per_event": _per_event(server["wire_bytes"], calls),
+        "wire_bytes_per_event": _per_event(server["wire_bytes"], delivered),
         "peak_rss_mb": worker["peak_rss_bytes"] / 2**20,
         "rss_growth_mb": (worker["peak_rss_bytes"] - worker["rss_before_client_bytes"]) / 2**20,
         "delivered_unique": delivered,
@@ -66,6 +67,22 @@ def summarise(worker: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
         "requests_by_kind": server["requests_by_kind"],
         "error_types": worker.get("error_types"),
     }
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per library: the median of every numeric column over the runs (each run is kept in "runs")."""
+    if len(runs) == 1:
+        return {**runs[0], "repeats": 1}
+    row: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [run[key] for run in runs]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and None not in values
+        row[key] = statistics.median(values) if numeric else value
+    for key in ("refused", "lost", "duplicates", "requests"):
+        row[key + "_range"] = [min(run[key] for run in runs), max(run[key] for run in runs)]
+    row["repeats"] = len(runs)
+    row["runs"] = runs
+    return row
 
 
 def _fmt(value: Optional[float], digits: int = 1) -> str:
@@ -84,21 +101,23 @@ def _ratio(value: Optional[float], base: Optional[float]) -> str:
 def render(rows: list[dict[str, Any]], errors: dict[str, str]) -> str:
     headers = [
         "library", "calls", "caller median µs", "caller p99 µs", "CPU µs/event", "events/s", "requests",
-        "wire B/event", "peak RSS MB", "RSS growth MB", "refused", "lost", "dup",
+        "wire B/delivered", "peak RSS MB", "RSS growth MB", "refused", "lost", "dup",
     ]  # fmt: skip
     table = []
     for row in rows:
         calls = f"{row['calls']:,}" + ("*" if row["synchronous"] else "")
         table.append([
             row["lib"], calls, _fmt(row["caller_median_us"]), _fmt(row["caller_p99_us"]),
-            _fmt(row["cpu_us_per_event"]), _fmt(row["events_per_s"], 0), f"{row['requests']:,}",
+            _fmt(row["cpu_us_per_event"]), _fmt(row["events_per_s"], 0), f"{row['requests']:,.0f}",
             _fmt(row["wire_bytes_per_event"], 0), _fmt(row["peak_rss_mb"]), _fmt(row["rss_growth_mb"]),
-            f"{row['refused']:,}", f"{row['lost']:,}", f"{row['duplicates']:,}",
+            f"{row['refused']:,.0f}", f"{row['lost']:,.0f}", f"{row['duplicates']:,.0f}",
         ])  # fmt: skip
+    shown = {row["lib"] for row in rows}
     for lib in errors:
-        table.append([lib, "not run"] + ["-"] * (len(headers) - 2))
+        if lib not in shown:
+            table.append([lib, "not run"] + ["-"] * (len(headers) - 2))
     out = [markdown_table(headers, table)]
-    out += [f"\n{lib} not run: {error}" for lib, error in errors.items()]
+    out += [f"\n{lib} failed: {error}" for lib, error in errors.items()]
     if any(row["synchronous"] for row in rows):
         out.append(
             "\n* synchronous client (one HTTP request per call on the caller's thread), fewer calls: "
@@ -140,6 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--libs", action="append", default=[],
         help=f"comma-separated subset of {','.join(ALL_LIBS)} (default: all)",
     )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, help="runs per library; the table shows medians")
     parser.add_argument("--json", default=DEFAULT_JSON, help="results file (default %(default)s)")
     parser.add_argument("--pin", action="store_true", help="pin libraries to one core, server to another")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a library may take (then killed)")
@@ -150,28 +170,33 @@ def main(argv: Optional[list[str]] = None) -> int:
     placement = f"pinned: client cpu {client_cpu}, server cpu {server_cpu}" if args.pin else "unpinned"
     print(f"Python {env['python']} on {env['platform']}, {env['cpus']} CPUs, {placement}", flush=True)
 
-    rows: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
     errors: dict[str, str] = {}
-    raw: dict[str, Any] = {}
+    raw: dict[str, list[Any]] = {lib: [] for lib in libs}
     with FastServer(cpu=server_cpu) as server:
-        for lib in libs:
-            events = args.customerio_events if lib == "customerio" else args.events
-            print(f"  {lib}: {events:,} calls ...", end=" ", flush=True)
-            server.reset(fail_rate=0.0)
-            config = {"lib": lib, "url": server.url, "events": events, "mode": "throughput"}
-            config["cpu"] = client_cpu
-            worker = spawn_worker(config, args.timeout)
-            stats = server.wait_quiet()
-            raw[lib] = {"worker": worker, "server": stats}
-            if worker.get("error"):
-                errors[lib] = worker["error"]
-                print(f"not run: {worker['error']}", flush=True)
-                if worker.get("stderr") or worker.get("traceback"):
-                    print(worker.get("traceback") or worker.get("stderr"), file=sys.stderr)
-                continue
-            row = summarise(worker, stats)
-            rows.append(row)
-            print(f"done in {row['end_to_end_s']:.2f}s", flush=True)
+        for repeat in range(args.repeat):  # round-robin, so slow drift of the machine hits every library alike
+            for lib in libs:
+                if lib in errors:
+                    continue
+                events = args.customerio_events if lib == "customerio" else args.events
+                label = f" (run {repeat + 1}/{args.repeat})" if args.repeat > 1 else ""
+                print(f"  {lib}: {events:,} calls{label} ...", end=" ", flush=True)
+                server.reset(fail_rate=0.0)
+                config = {"lib": lib, "url": server.url, "events": events, "mode": "throughput"}
+                config["cpu"] = client_cpu
+                worker = spawn_worker(config, args.timeout)
+                stats = server.wait_quiet()
+                raw[lib].append({"worker": worker, "server": stats})
+                if worker.get("error"):
+                    errors[lib] = worker["error"]
+                    print(f"not run: {worker['error']}", flush=True)
+                    if worker.get("stderr") or worker.get("traceback"):
+                        print(worker.get("traceback") or worker.get("stderr"), file=sys.stderr)
+                    continue
+                row = summarise(worker, stats)
+                runs[lib].append(row)
+                print(f"done in {row['end_to_end_s']:.2f}s", flush=True)
+    rows = [aggregate(runs[lib]) for lib in libs if runs[lib]]
 
     print()
     print(render(rows, errors))
