@@ -65,6 +65,7 @@ def summarise(worker: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
         "seq_duplicates": server["seq_duplicates"],
         "lost": calls - delivered,
         "requests_by_kind": server["requests_by_kind"],
+        "server_cpu_s": server.get("server_cpu_s"),
         "error_types": worker.get("error_types"),
     }
 
@@ -83,6 +84,10 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row["repeats"] = len(runs)
     row["runs"] = runs
     return row
+
+
+def _cpu_delta(before: Optional[float], after: Optional[float]) -> Optional[float]:
+    return after - before if before is not None and after is not None else None
 
 
 def _fmt(value: Optional[float], digits: int = 1) -> str:
@@ -184,8 +189,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 server.reset(fail_rate=0.0)
                 config = {"lib": lib, "url": server.url, "events": events, "mode": "throughput"}
                 config["cpu"] = client_cpu
+                server_cpu_before = server.cpu_seconds()
                 worker = spawn_worker(config, args.timeout)
                 stats = server.wait_quiet()
+                stats["server_cpu_s"] = _cpu_delta(server_cpu_before, server.cpu_seconds())
                 raw[lib].append({"worker": worker, "server": stats})
                 if worker.get("error"):
                     errors[lib] = worker["error"]
@@ -195,7 +202,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     continue
                 row = summarise(worker, stats)
                 runs[lib].append(row)
-                print(f"done in {row['end_to_end_s']:.2f}s", flush=True)
+                busy = row["server_cpu_s"] / row["end_to_end_s"] if row["server_cpu_s"] else 0.0
+                print(f"done in {row['end_to_end_s']:.2f}s (server busy {busy:.0%})", flush=True)
+                if busy > 0.8:
+                    print(f"  warning: the server was busy {busy:.0%} of the run: it may have been the bottleneck")
     rows = [aggregate(runs[lib]) for lib in libs if runs[lib]]
 
     print()

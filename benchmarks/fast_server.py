@@ -448,6 +448,15 @@ class FastServer:
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_stats")
 
+    def cpu_seconds(self) -> Optional[float]:
+        """CPU time the server process has used so far (None where /proc is not available)."""
+        if self.process is None:
+            return None
+        try:
+            return _process_cpu_seconds(self.process.pid)
+        except (OSError, ValueError, IndexError):
+            return None
+
     def seqs(self) -> list[Any]:
         return self._call("GET", "/_seqs")
 
