@@ -32,6 +32,7 @@ from ._errors import (
     ShutdownError,
     UnmappableError,
 )
+from ._transport import Transport
 from ._version import __version__
 
 __all__ = [
@@ -91,6 +92,7 @@ device_token_event: str | None = None
 send_lifecycle_events: bool = True
 email_as_id: bool = True
 object_type_id: str | int = "1"
+transport: Transport | None = None  # where the default client sends (analytics_cio.testing.capture() sets it)
 
 default_client: Client | None = None
 
@@ -99,7 +101,7 @@ _SETTINGS = (
     "max_queue_size", "max_queue_bytes", "upload_size", "upload_interval", "gzip", "timeout", "max_retries",
     "retry_deadline", "shutdown_timeout", "proxies", "thread", "max_requests_per_second", "spool_path",
     "convert_timestamps", "screen_as", "device_token_event", "send_lifecycle_events", "email_as_id",
-    "object_type_id",
+    "object_type_id", "transport",
 )
 _lock = threading.Lock()
 _stale = False
