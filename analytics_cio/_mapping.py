@@ -1,8 +1,10 @@
 """Segment-spec messages to Customer.io Track API operations. Pure functions: no I/O, no clock, no state.
 
 Every operation is produced in Track API v2 form (``{"type", "action", "identifiers", ...}``), the one shape
-Customer.io defines for all of its operations; the v1 transport translates it to a v1 request. Values are
-left as the caller gave them (after the snapshot taken at the call); JSON encoding cleans them.
+Customer.io defines for all of its operations; the v1 transport translates it to a v1 request. Traits and
+properties are left as the caller gave them (after the snapshot taken at the call); JSON encoding cleans them.
+What this module writes itself (identifiers, names, event ids, tokens, device attributes) is marked
+:class:`~._values.Verbatim`, so that ``convert_timestamps`` never turns an id that looks like a date into a number.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Final
 from . import _values
 from ._errors import DeliveryError, UnmappableError
 from ._ulid import is_ulid
+from ._values import Verbatim, verbatim
 
 logger = logging.getLogger("analytics_cio")
 
@@ -96,9 +99,9 @@ def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
 
 def person_identifiers(user_id: Any, options: MappingOptions) -> dict[str, str]:
     """``cio_…`` → cio_id, an email address → email (unless email_as_id is off), else id."""
-    value = str(user_id)
+    value = verbatim(user_id)
     if value.startswith("cio_") and len(value) > 4:
-        return {"cio_id": value[4:]}
+        return {"cio_id": Verbatim(value[4:])}
     if options.email_as_id and EMAIL_RE.fullmatch(value):
         return {"email": value}
     return {"id": value}
@@ -112,7 +115,7 @@ def _event_identifiers(message: Message, options: MappingOptions) -> dict[str, s
     if _has(message.get("userId")):
         return person_identifiers(message["userId"], options)
     if _has(message.get("anonymousId")):
-        return {"anonymous_id": str(message["anonymousId"])}
+        return {"anonymous_id": verbatim(message["anonymousId"])}
     raise UnmappableError("the message has neither userId nor anonymousId", field="userId")
 
 
@@ -145,7 +148,7 @@ def identify_op(message: Message, options: MappingOptions) -> Op:
     if _has(message.get("userId")):
         identifiers = person_identifiers(message["userId"], options)
     elif isinstance(traits.get("email"), str) and traits["email"]:
-        identifiers = {"email": traits["email"]}
+        identifiers = {"email": verbatim(traits["email"])}
     else:
         raise UnmappableError(
             "identify needs a userId or traits.email: Customer.io cannot create a person from an anonymousId",
@@ -157,8 +160,11 @@ def identify_op(message: Message, options: MappingOptions) -> Op:
         created = attributes["created_at"]
     if created is not None:
         attributes["created_at"] = _values.timestamp_value(created)
+    for key in ("id", "email"):  # identifiers a person is given: never converted
+        if isinstance(attributes.get(key), str):
+            attributes[key] = verbatim(attributes[key])
     if _has(message.get("anonymousId")):
-        attributes["anonymous_id"] = str(message["anonymousId"])
+        attributes["anonymous_id"] = verbatim(message["anonymousId"])
     op: Op = {"type": "person", "action": "identify", "identifiers": identifiers, "attributes": attributes}
     return _with_timestamp(op, message)
 
@@ -174,11 +180,19 @@ def cut_utf8(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", errors="ignore")
 
 
-def event_name(name: str) -> str:
+def event_name(name: str) -> Verbatim:
     cut = cut_utf8(name, EVENT_NAME_BYTES)
     if cut != name:
         logger.warning("analytics_cio: event name cut to Customer.io's %d bytes: %r", EVENT_NAME_BYTES, cut)
-    return cut
+    return verbatim(cut)
+
+
+def event_id(message_id: Any) -> Verbatim | None:
+    """The message id as Customer.io's de-duplicating event ``id``: only a ULID (canonical upper case)."""
+    if not isinstance(message_id, str):
+        return None
+    upper = message_id.upper()
+    return Verbatim(upper) if is_ulid(upper) else None
 
 
 def _event_op(message: Message, options: MappingOptions, action: str, name: str) -> Op:
@@ -189,9 +203,9 @@ def _event_op(message: Message, options: MappingOptions, action: str, name: str)
         "identifiers": _event_identifiers(message, options),
         "name": event_name(name),
     }
-    message_id = message.get("messageId")
-    if is_ulid(message_id):
-        op["id"] = message_id
+    ulid = event_id(message.get("messageId"))
+    if ulid is not None:
+        op["id"] = ulid
     properties = message.get("properties")
     if properties:
         op["attributes"] = properties
@@ -219,12 +233,24 @@ def track_ops(message: Message, options: MappingOptions) -> Mapped:
     return Mapped([_event_op(message, options, "event", name)])
 
 
+def _first(values: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` that ``values`` holds a value for (not None, not "")."""
+    for key in keys:
+        value = values.get(key)
+        if _has(value):
+            return value
+    return None
+
+
+def _object_type_id(values: Mapping[str, Any], options: MappingOptions) -> Verbatim:
+    return verbatim(_first(values, "object_type_id", "objectTypeId") or options.object_type_id)
+
+
 def _object_identifiers(properties: Mapping[str, Any], options: MappingOptions) -> dict[str, str]:
-    object_id = properties.get("object_id", properties.get("objectId"))
-    if not _has(object_id):
+    object_id = _first(properties, "object_id", "objectId")
+    if object_id is None:
         raise UnmappableError("needs properties.object_id", field="properties.object_id")
-    type_id = properties.get("object_type_id", properties.get("objectTypeId", options.object_type_id))
-    return {"object_type_id": str(type_id), "object_id": str(object_id)}
+    return {"object_type_id": _object_type_id(properties, options), "object_id": verbatim(object_id)}
 
 
 # -- devices -------------------------------------------------------------------------------------------------
@@ -244,24 +270,27 @@ def _context_part(message: Message, key: str) -> Mapping[str, Any]:
     return part if isinstance(part, Mapping) else {}
 
 
-def device_attributes(message: Message) -> dict[str, str]:
+def device_attributes(message: Message, convert_timestamps: bool = True) -> dict[str, str]:
     """The documented device attributes from the context, then the event's properties, all as strings."""
-    context = message.get("context") if isinstance(message.get("context"), Mapping) else {}
-    assert isinstance(context, Mapping)
+    context = message.get("context")
+    locale = context.get("locale") if isinstance(context, Mapping) else None
     device, os_, app = _context_part(message, "device"), _context_part(message, "os"), _context_part(message, "app")
-    attributes: dict[str, str] = {}
     device_os = " ".join(str(v) for v in (os_.get("name"), os_.get("version")) if _has(v))
-    for key, value in (
+    found: list[tuple[Any, Any]] = [
         ("device_os", device_os),
         ("device_model", device.get("model")),
         ("app_version", app.get("version")),
-        ("device_locale", context.get("locale")),
-    ):
-        if _has(value):
-            attributes[key] = _values.stringify(value)
-    for key, value in (message.get("properties") or {}).items():
-        if value is not None:
-            attributes[str(key)] = _values.stringify(value)
+        ("device_locale", locale),
+    ]
+    found += list((message.get("properties") or {}).items())
+    attributes: dict[str, str] = {}
+    for key, value in found:
+        name = _values.json_key(key)
+        if name is None or not _has(value):
+            continue
+        text = _values.stringify(value, convert_timestamps, name)
+        if text is not None:
+            attributes[name] = text
     return attributes
 
 
@@ -281,7 +310,7 @@ def _device_ops(message: Message, options: MappingOptions, name: str) -> Mapped:
     result = Mapped([event] if options.send_lifecycle_events else [])
     if name in DEVICE_DELETE_EVENTS:
         result.ops.insert(0, {"type": "person", "action": "delete_device", "identifiers": person,
-                              "device": {"token": str(token)}})
+                              "device": {"token": verbatim(token)}})
         return result
     device = _context_part(message, "device")
     platform = device_platform(device.get("type")) or device_platform(_context_part(message, "os").get("name"))
@@ -292,11 +321,11 @@ def _device_ops(message: Message, options: MappingOptions, name: str) -> Mapped:
         if not result.ops:
             result.ops.append(event)
         return result
-    body: dict[str, Any] = {"token": str(token), "platform": platform}
+    body: dict[str, Any] = {"token": verbatim(token), "platform": verbatim(platform)}
     last_used = _unix(message)
     if last_used is not None:
         body["last_used"] = last_used
-    attributes = device_attributes(message)
+    attributes = device_attributes(message, options.convert_timestamps)
     if attributes:
         body["attributes"] = attributes
     result.ops.insert(0, {"type": "person", "action": "add_device", "identifiers": person, "device": body})
@@ -311,7 +340,7 @@ def page_op(message: Message, options: MappingOptions) -> Op:
     name = message.get("name") or properties.get("url") or _context_part(message, "page").get("url")
     if not _has(name):
         raise UnmappableError("a page view needs a name, properties.url or context.page.url", field="name")
-    return _event_op(message, options, "page", str(name))
+    return _event_op(message, options, "page", str.__str__(name) if isinstance(name, str) else str(name))
 
 
 def screen_op(message: Message, options: MappingOptions) -> Op:
@@ -334,22 +363,24 @@ def group_op(message: Message, options: MappingOptions) -> Op:
     if not _has(message.get("groupId")):
         raise UnmappableError("group needs a groupId", field="groupId")
     traits: Mapping[str, Any] = message.get("traits") or {}
-    type_id = traits.get("object_type_id", traits.get("objectTypeId", options.object_type_id))
-    relationship_attributes = traits.get("relationship_attributes", traits.get("relationshipAttributes"))
+    relationship_attributes = _first(traits, "relationship_attributes", "relationshipAttributes")
     attributes = {k: v for k, v in traits.items() if k not in _GROUP_META_KEYS}
     if _has(message.get("userId")):
         action, person = "identify", person_identifiers(message["userId"], options)
     elif _has(message.get("anonymousId")):
-        action, person = "identify_anonymous", {"anonymous_id": str(message["anonymousId"])}
+        action, person = "identify_anonymous", {"anonymous_id": verbatim(message["anonymousId"])}
     else:
         raise UnmappableError("group needs a userId or an anonymousId", field="userId")
     relationship: dict[str, Any] = {"identifiers": person}
-    if relationship_attributes:
-        relationship["relationship_attributes"] = relationship_attributes
+    if relationship_attributes is not None:
+        if not isinstance(relationship_attributes, Mapping):
+            raise UnmappableError("traits.relationship_attributes must be a dict", field="relationship_attributes")
+        if relationship_attributes:
+            relationship["relationship_attributes"] = relationship_attributes
     op: Op = {
         "type": "object",
         "action": action,
-        "identifiers": {"object_type_id": str(type_id), "object_id": str(message["groupId"])},
+        "identifiers": {"object_type_id": _object_type_id(traits, options), "object_id": verbatim(message["groupId"])},
         "cio_relationships": [relationship],
     }
     if attributes:

@@ -26,12 +26,32 @@ logger = logging.getLogger("analytics_cio")
 
 UTC: Final = dt.timezone.utc
 MAX_DEPTH: Final = 64
+# A larger "Unix seconds" value (past the year 2286) is milliseconds: Customer.io rejects it as seconds.
+LATEST_UNIX_SECONDS: Final = 9_999_999_999
+ISO_DATE_RE: Final = re.compile(r"\d{4}-\d\d-\d\d")
 
 # Strict ISO-8601 date *and* time, extended form; 'T' or a space between them. Date-only strings, digit-only
 # strings, phone numbers and ids never match.
 ISO_DATETIME_RE: Final = re.compile(
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?",
 )
+
+
+class Verbatim(str):
+    """Text that goes out exactly as it is: identifiers, names, ids, tokens and device attributes.
+
+    ``convert_timestamps`` turns ISO-8601 strings in traits and properties into Unix seconds; a person whose id
+    happens to look like a date, or a device attribute (always a string), must never be converted.
+    """
+
+    __slots__ = ()
+
+
+def verbatim(value: Any) -> Verbatim:
+    """``value`` as text (a number as ``str()`` gives it), marked to go out exactly as it is."""
+    if type(value) is Verbatim:
+        return value
+    return Verbatim(str.__str__(value) if isinstance(value, str) else str(value))
 
 
 class _Drop:
@@ -61,18 +81,28 @@ def parse_iso_datetime(text: str) -> dt.datetime | None:
 
 
 def timestamp_value(value: Any) -> Any:
-    """``created_at``-style values as Unix seconds: datetimes, dates, ISO strings and numeric strings."""
+    """``created_at``-style values as Unix seconds: datetimes, dates, ISO date-times and dates, numeric strings,
+    and numbers (milliseconds, recognisable as values past the year 2286, become seconds). Anything else is
+    returned as it is, for Customer.io to judge."""
     if isinstance(value, (dt.datetime, dt.date)):
         return to_unix(value)
     if isinstance(value, str):
         parsed = parse_iso_datetime(value)
         if parsed is not None:
             return to_unix(parsed)
-        if value.isdigit():
-            return int(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return math.floor(value)
-    return value
+        if ISO_DATE_RE.fullmatch(value):
+            try:
+                return to_unix(dt.date.fromisoformat(value))
+            except ValueError:
+                return value
+        if value.isascii() and value.isdigit():
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    seconds = math.floor(value)
+    return seconds // 1000 if seconds > LATEST_UNIX_SECONDS else seconds
 
 
 def scalar(value: Any, convert_timestamps: bool) -> Any:
@@ -144,6 +174,8 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
     if value is None or value is True or value is False:
         return value
     kind = type(value)
+    if kind is Verbatim:
+        return value
     if kind is str:
         if convert_timestamps and len(value) >= 16:
             parsed = parse_iso_datetime(value)
@@ -195,14 +227,18 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
     return clean(converted, convert_timestamps, path, depth + 1)
 
 
-def stringify(value: Any) -> str:
-    """A device attribute value: Customer.io stores device attributes as strings."""
+def stringify(value: Any, convert_timestamps: bool = False, path: str = "") -> Verbatim | None:
+    """A device attribute value: Customer.io stores device attributes as strings. Strings are kept as given,
+    ``True`` is ``"true"``, datetimes follow ``convert_timestamps`` (Unix seconds as text, else ISO-8601),
+    containers become JSON text. None when there is nothing to store (None, NaN, no JSON form)."""
     if isinstance(value, str):
-        return value
+        return verbatim(value)
     if value is True or value is False:
-        return "true" if value else "false"
-    cleaned = clean(value, False)
+        return Verbatim("true" if value else "false")
+    cleaned = clean(value, convert_timestamps, path)
+    if cleaned is None or cleaned is DROP:
+        return None
     if isinstance(cleaned, str):
-        return cleaned
-    return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False)
+        return verbatim(cleaned)
+    return Verbatim(json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False))
 
