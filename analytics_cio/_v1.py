@@ -1,7 +1,17 @@
 """Track API v1 requests for operations in v2 form: method, path and body, as Customer.io documents them.
 
 Identifiers go into the path percent-encoded as one whole segment (``quote(value, safe="")``), so no user id
-(``../../x``, ``a/b``, ``?``) can ever change which endpoint a request reaches.
+(``a/b``, ``?x``, ``#``) can change which endpoint a request reaches. Two things a path cannot say safely:
+
+- ``.`` and ``..``: every HTTP stack on the way (requests included) treats them as "this" and "parent"
+  directory, and percent-encoding does not help (``%2E`` is an unreserved character that clients and servers
+  decode first). ``/customers/../events`` would become ``/events``.
+- who the identifier is: v1 infers the kind from the value's shape (``cio_…`` is a cio_id, an ``@`` makes an
+  email, anything else is an id), so an *id* that contains ``@`` (``email_as_id=False``) or starts with
+  ``cio_``, or an *email* without ``@``, would name a different person.
+
+Operations like that go as their v2 form through ``POST /api/v2/entity``, which names people in the body, as
+``group`` (objects) and relationships always do: the same Customer.io state, reached safely.
 """
 
 from __future__ import annotations
@@ -10,29 +20,58 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+ENTITY_PATH = "/api/v2/entity"
+_DOT_SEGMENTS = frozenset({".", ".."})
+
 
 def segment(value: Any) -> str:
-    """One URL path segment: ``/``, ``..``, ``?``, ``#`` and ``%`` can never change the path."""
+    """One URL path segment: ``/``, ``?``, ``#`` and ``%`` can never change the path (dot segments: see
+    :func:`path_safe`)."""
     return quote(str(value), safe="")
 
 
-def _v1_person(identifiers: Mapping[str, Any]) -> str:
-    if "cio_id" in identifiers:
-        return "cio_" + str(identifiers["cio_id"])
-    for key in ("id", "email"):
-        if key in identifiers:
-            return str(identifiers[key])
-    raise ValueError(f"no v1 person identifier in {sorted(identifiers)}")
+def path_safe(value: str) -> bool:
+    """Whether ``value`` can be a path segment: anything but empty, ``.`` and ``..``."""
+    return bool(value) and value not in _DOT_SEGMENTS
+
+
+def v1_identifier(identifiers: Mapping[str, Any]) -> str | None:
+    """The v1 path identifier that Customer.io reads back as exactly ``identifiers``, or None if there is none."""
+    if len(identifiers) != 1:
+        return None
+    ((kind, raw),) = identifiers.items()
+    value = str(raw)
+    text = "cio_" + value if kind == "cio_id" else value
+    read_as = "cio_id" if text.startswith("cio_") else "email" if "@" in text else "id"
+    return text if read_as == kind and path_safe(text) else None
+
+
+def _lane(identifiers: Mapping[str, Any] | None) -> str:
+    """Requests in one lane go in order: a person's (or anonymous visitor's) operations keep their order."""
+    if not identifiers:
+        return ""
+    kind, value = next(iter(identifiers.items()))
+    return f"{kind}:{value}"
+
+
+def _entity(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
+    person = op.get("identifiers") if op.get("type") == "person" else None
+    if person is None:
+        relationships = op.get("cio_relationships") or [{}]
+        person = relationships[0].get("identifiers") if isinstance(relationships[0], Mapping) else None
+    return "POST", ENTITY_PATH, op, _lane(person)
 
 
 def v1_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
     """(method, path, body, lane) of the v1 request for a v2-form operation."""
     if op.get("type") != "person" or op.get("action") in ("add_relationships", "delete_relationships"):
-        return "POST", "/api/v2/entity", op, ""
+        return _entity(op)
     action = op["action"]
     if action == "merge":
-        return "POST", "/api/v1/merge_customers", {"primary": op["primary"], "secondary": op["secondary"]}, ""
+        merge = {"primary": op["primary"], "secondary": op["secondary"]}
+        return "POST", "/api/v1/merge_customers", merge, _lane(op["primary"])
     identifiers = op["identifiers"]
+    lane = _lane(identifiers)
     if action in ("event", "page", "screen"):
         body: dict[str, Any] = {"name": op["name"]}
         if "attributes" in op:
@@ -44,24 +83,30 @@ def v1_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
             body["timestamp"] = op["timestamp"]
         if "anonymous_id" in identifiers:
             body["anonymous_id"] = identifiers["anonymous_id"]
-            return "POST", "/api/v1/events", body, "anon:" + str(identifiers["anonymous_id"])
-        person = _v1_person(identifiers)
-        return "POST", f"/api/v1/customers/{segment(person)}/events", body, person
-    person = _v1_person(identifiers)
+            return "POST", "/api/v1/events", body, lane
+    person = v1_identifier(identifiers)
+    if person is None:
+        return _entity(op)
     base = f"/api/v1/customers/{segment(person)}"
+    if action in ("event", "page", "screen"):
+        return "POST", base + "/events", body, lane
     if action == "identify":
         attributes = dict(op.get("attributes") or {})
         if "timestamp" in op:
             attributes["_timestamp"] = op["timestamp"]
-        return "PUT", base, attributes, person
+        return "PUT", base, attributes, lane
     if action == "add_device":
         device = dict(op["device"])
         device["id"] = device.pop("token")
-        return "PUT", base + "/devices", {"device": device}, person
+        return "PUT", base + "/devices", {"device": device}, lane
     if action == "delete_device":
-        return "DELETE", f"{base}/devices/{segment(op['device']['token'])}", None, person
+        token = str(op["device"]["token"])
+        if not path_safe(token):
+            return _entity(op)
+        return "DELETE", f"{base}/devices/{segment(token)}", None, lane
     if action == "delete":
-        return "DELETE", base, None, person
+        return "DELETE", base, None, lane
     if action in ("suppress", "unsuppress"):
-        return "POST", f"{base}/{action}", None, person
+        # An empty JSON object, as the official clients send: the request is declared application/json.
+        return "POST", f"{base}/{action}", {}, lane
     raise ValueError(f"no v1 request for person action {action!r}")
