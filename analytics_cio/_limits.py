@@ -69,21 +69,46 @@ def check_attributes(
     return None
 
 
+def check_relationships(
+    relationships: Any, encoded_size: int, encode: Callable[[Any], bytes]
+) -> LimitError | None:
+    if not isinstance(relationships, list):
+        return None
+    for index, relationship in enumerate(relationships):
+        if not isinstance(relationship, Mapping):
+            continue
+        field = f"cio_relationships.{index}"
+        problem = check_identifiers(relationship.get("identifiers"), f"{field}.identifiers") or check_attributes(
+            relationship.get("relationship_attributes"), f"{field}.relationship_attributes", encoded_size, encode
+        )
+        if problem:
+            return problem
+    return None
+
+
 def check_op(op: Mapping[str, Any], encoded_size: int, encode: Callable[[Any], bytes]) -> LimitError | None:
-    """The first limit ``op`` breaks, or None. ``encoded_size`` is the op's own JSON length."""
+    """The first limit ``op`` breaks, or None. ``encoded_size`` is the length of its encoded request or item."""
     problem = (
         check_identifiers(op.get("identifiers"), "identifiers")
         or check_identifiers(op.get("primary"), "primary")
         or check_identifiers(op.get("secondary"), "secondary")
+        or check_relationships(op.get("cio_relationships"), encoded_size, encode)
     )
     if problem:
         return problem
     action = op.get("action")
+    if op.get("type") == "object" or action in ("add_relationships", "delete_relationships"):
+        # These always travel as v2 operations (``/api/v2/entity`` on the v1 transport too).
+        problem = check_size(encoded_size, OP_BYTES, "operation")
+        if problem:
+            return problem
     if action in ("event", "page", "screen"):
-        if encoded_size > EVENT_DATA_BYTES:
-            return LimitError(
-                f"event data is over {EVENT_DATA_BYTES} bytes ({encoded_size} bytes encoded)", field="properties"
-            )
+        if encoded_size > EVENT_DATA_BYTES and "attributes" in op:
+            size = len(encode(op["attributes"]))
+            if size > EVENT_DATA_BYTES:
+                return LimitError(
+                    f"event data is {size} bytes encoded; Customer.io allows {EVENT_DATA_BYTES}", field="properties"
+                )
         return None
     if action == "add_device":
         device = op.get("device") or {}
