@@ -37,6 +37,7 @@ logger = logging.getLogger("analytics_cio")
 HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
 USER_AGENT: Final = f"analytics-cio/{__version__} (python)"
 _REASON_CHARS: Final = 500
+MAX_RETRY_AFTER: Final = 300.0  # seconds; a longer Retry-After is clamped (see RetryPolicy.max_retry_after)
 
 
 class WireOp:
@@ -210,6 +211,9 @@ class HttpTransport:
             return Outcome(False, status=status, reason=f"Customer.io redirected to {where}: is region right?")
         reason, field = error_reason(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            # Hold back every request of this client at once, not only this one's retry.
+            self.rate_limiter.pause(min(retry_after, MAX_RETRY_AFTER))
         return Outcome(False, is_retryable_status(status), status, reason, field, retry_after)
 
 

@@ -108,10 +108,6 @@ def deliver(
             )
             settled.extend(retry)
             break
-        if retry_after is not None:
-            limiter = getattr(transport, "rate_limiter", None)
-            if limiter is not None:
-                limiter.pause(retry_after)
         logger.debug("analytics_cio: %d ops failed (%s); retry %d in %.2fs", len(retry), last.reason,
                      attempt + 1, delay)
         if not wait(delay):
@@ -158,6 +154,8 @@ class Worker:
         self._pending_ops = 0
         self._held_ops = 0  # encoded and not yet settled: pending plus the batch in flight
         self._held_bytes = 0
+        # Messages not yet encoded are counted at the average size of the operations encoded so far.
+        self._average_bytes = 1024.0
         self._oldest = 0.0
         self._wake = threading.Event()
         self._signaled = False
@@ -187,7 +185,11 @@ class Worker:
         if self._pid != os.getpid():
             self._after_fork_in_child()
         inbox = self._inbox
-        if len(inbox) + self._held_ops >= self.max_queue_size or self._held_bytes >= self.max_queue_bytes:
+        waiting = len(inbox)
+        if (
+            waiting + self._held_ops >= self.max_queue_size
+            or self._held_bytes + waiting * self._average_bytes >= self.max_queue_bytes
+        ):
             return False
         inbox.append(message)
         if not self._signaled or len(inbox) >= self.upload_size:
@@ -329,6 +331,9 @@ class Worker:
             self._pending_ops += len(ops)
             self._held_ops += len(ops)
             prepared.extend(ops)
+        if prepared:
+            size = sum(len(op.data) for op in prepared) / len(prepared)
+            self._average_bytes = 0.9 * self._average_bytes + 0.1 * size if self._held_ops > len(prepared) else size
         if prepared and self.spool is not None:
             try:
                 self.spool.add(prepared)

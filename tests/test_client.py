@@ -72,7 +72,7 @@ def test_timestamps_follow_segment(client: Client) -> None:
 
 
 def test_numeric_ids_are_strings(client: Client, server: LocalCustomerIO) -> None:
-    ok, msg = client.track(42, "E", anonymous_id=7)
+    _ok, msg = client.track(42, "E", anonymous_id=7)
     assert (msg["userId"], msg["anonymousId"]) == ("42", "7")
     client.flush()
     assert server.ops()[0]["identifiers"] == {"id": "42"}
@@ -214,7 +214,7 @@ def test_flush_sends_a_partial_batch_now_and_waits_for_it(make_client: Callable[
 def test_an_op_over_32kb_is_reported_and_the_rest_of_the_batch_delivered(client: Client, server: LocalCustomerIO,
                                                                          errors: Errors) -> None:
     client.track("u", "Fine")
-    ok, too_big = client.identify("u", {f"k{i}": "v" * 900 for i in range(40)})
+    _ok, too_big = client.identify("u", {f"k{i}": "v" * 900 for i in range(40)})
     client.track("u", "Also fine")
     client.flush()
     assert [op.get("name") for op in server.ops()] == ["Fine", "Also fine"]
@@ -229,9 +229,9 @@ def test_207_reports_exactly_the_listed_ops_and_resends_nothing(client: Client, 
                                                                 errors: Errors) -> None:
     server.script(Reply(207, {"errors": [{"batch_index": 1, "reason": "invalid", "field": "name",
                                           "message": "name is too long"}]}))
-    _, first = client.track("u", "A")
+    _, _first = client.track("u", "A")
     _, second = client.track("u", "B")
-    _, third = client.track("u", "C")
+    _, _third = client.track("u", "C")
     client.flush()
     assert len(server.requests) == 1
     assert len(errors) == 1
