@@ -42,9 +42,17 @@ def encode(value: Any, convert_timestamps: bool = True) -> bytes:
         return encode_clean(value, convert_timestamps)
     if convert_timestamps and _ISO_HINT.search(text) is not None:
         return encode_clean(value, convert_timestamps)
-    return text.encode()
+    return _utf8(text)
 
 
 def encode_clean(value: Any, convert_timestamps: bool) -> bytes:
     """The slow path: clean every value, then encode."""
-    return _ENCODERS[False](_values.clean(value, convert_timestamps)).encode()
+    return _utf8(_ENCODERS[False](_values.clean(value, convert_timestamps)))
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (from a bad decode upstream) has no UTF-8 form; JSON can still carry it escaped.
+        return json.dumps(json.loads(text), ensure_ascii=True, separators=(",", ":")).encode()
