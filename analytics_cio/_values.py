@@ -219,7 +219,7 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
     converted = scalar(value, convert_timestamps)
     if converted is DROP:
         logger.warning(
-            "analytics_cio: dropped %r: a %s has no JSON form", path or "value", type(value).__name__
+            "analytics_cio: dropped %r: a value of type %s has no JSON form", path or "value", type(value).__name__
         )
         return DROP
     if convert_timestamps and isinstance(converted, str):  # an Enum or bytes holding an ISO string stays text
