@@ -127,7 +127,7 @@ def test_no_user_id_changes_a_v1_path(user: str) -> None:
     from analytics_cio._v1 import v1_request
 
     op = {"type": "person", "action": "event", "identifiers": {"id": user}, "name": "E"}
-    method, path, body, _ = v1_request(op)
+    _, path, body, _ = v1_request(op)
     if path == "/api/v2/entity":  # ids a v1 path would misread (".." or an "@") travel in the body instead
         assert body["identifiers"] == {"id": user}
         return
