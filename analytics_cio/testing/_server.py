@@ -1,0 +1,945 @@
+"""The local Customer.io: a real HTTP server that speaks the Track API on 127.0.0.1.
+
+Tests script it (:meth:`LocalCustomerIO.script`, :class:`Faults`) and read what it received
+(:attr:`~LocalCustomerIO.requests`, :meth:`~LocalCustomerIO.ops`) and what that did (:attr:`~LocalCustomerIO.state`);
+developers point an app at it and watch ``GET /`` in a browser.
+
+What happens to a request, in order:
+
+1. The body is read (``Content-Length`` or chunked; at most :data:`MAX_BODY` bytes, else 413 and the connection
+   closes). Inspection endpoints (``/``, ``/_state``, ``/_requests``, ``POST /_reset``, ``/favicon.ico``) are
+   answered now and never recorded.
+2. A scripted :class:`Reply`, if one is queued, answers it; else :class:`Faults` may delay, drop or fail it.
+   Neither reaches validation or state.
+3. The path must be one of the Track API's (404; 405 for a wrong method), then HTTP Basic auth (401).
+4. The body is gunzipped (``Content-Encoding: gzip``), parsed as JSON and validated; valid ops change
+   :class:`~analytics_cio.testing._state.State`. Every request that got this far is recorded, with its status,
+   before the answer is sent, so a client that has its answer can already see it in ``requests``.
+
+Answers are Customer.io's: 200 ``{}``; v1 400 ``{"meta": {"errors": [...]}}`` (merge: ``{"meta": {"error": ...}}``);
+v2 400 ``{"errors": [{"reason", "field", "message"}]}``; 207 ``{"errors": [{"batch_index", ...}]}`` with the valid
+ops applied; 401 ``{"meta": {"error": "Unauthorized request"}}``; 413 for an oversized request.
+
+Sizes are counted on the decompressed body: a v2 batch request must be under :data:`BATCH_LIMIT` (500,000
+bytes: 499,999 is accepted, 500,000 is 413), an entity request at most :data:`ENTITY_LIMIT` (32,768 bytes), each
+batch op at most 32,768 bytes as compact UTF-8 JSON. A 207 lists one error per invalid op (its first problem).
+An empty batch is a 400. v1 ``POST /api/v1/events`` requires ``anonymous_id``. JSON with NaN or Infinity is
+invalid. The validation rules and the model's choices are in ``_state.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import contextlib
+import hmac
+import json
+import logging
+import random
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar, Union, overload
+from urllib.parse import unquote, urlsplit
+
+from ._page import CONTENT_SECURITY_POLICY, render_page
+from ._state import EVENT_ACTIONS, Op, Problem, State, check_op_size, validate_op
+
+__all__ = ["Faults", "LocalCustomerIO", "RecordedRequest", "Reply"]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+BATCH_LIMIT = 500_000  # a v2 batch request must be smaller than this
+ENTITY_LIMIT = 32_768  # a v2 entity request may be this big
+MAX_BODY = 10_000_000  # anything bigger is not read at all (413, connection closed)
+_RETRY_AFTER_STATUSES = (429, 503)
+
+
+# ---------------------------------------------------------------------------------------------- public values
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer. ``body`` is JSON-encoded unless it is ``bytes`` or ``str`` (default ``{}``).
+
+    ``delay`` seconds pass before answering; ``drop=True`` closes the connection with no answer at all (a reset),
+    which the client sees as a connection error.
+    """
+
+    status: int = 200
+    body: Any = None
+    headers: Optional[Dict[str, str]] = None
+    delay: float = 0.0
+    drop: bool = False
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.status <= 599:
+            raise ValueError(f"status must be 200-599, not {self.status}")
+        if self.delay < 0:
+            raise ValueError("delay must not be negative")
+        for name, value in (self.headers or {}).items():
+            text = f"{name}{value}"
+            if "\r" in text or "\n" in text or ":" in name or not text.isprintable() or not text.isascii():
+                raise ValueError(f"invalid header {name!r}: {value!r}")
+        if self.headers is not None:
+            object.__setattr__(self, "headers", dict(self.headers))
+
+    def encoded_body(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode("utf-8")
+        return json.dumps({} if self.body is None else self.body, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass
+class Faults:
+    """Trouble for the requests no script answers, drawn per request from ``random.Random(seed)``.
+
+    Each such request takes two draws, in arrival order: the first below ``drop_rate`` closes the connection
+    unanswered, else the second below ``error_rate`` answers ``error_status`` (with ``Retry-After: retry_after``
+    when the status is 429 or 503). ``latency`` seconds pass before any answer. So the n-th request's fate
+    depends only on ``seed`` and n. Faulted requests are recorded (dropped ones with status 0), never applied.
+    """
+
+    error_rate: float = 0.0
+    error_status: int = 500
+    retry_after: Union[float, str, None] = None
+    latency: float = 0.0
+    drop_rate: float = 0.0
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.error_rate <= 1.0 and 0.0 <= self.drop_rate <= 1.0):
+            raise ValueError("error_rate and drop_rate must be between 0 and 1")
+        if not 400 <= self.error_status <= 599:
+            raise ValueError("error_status must be 400-599")
+        if self.latency < 0:
+            raise ValueError("latency must not be negative")
+
+
+class Headers(Dict[str, str]):
+    """Request headers: a dict with lower-case names whose look-ups ignore case."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
+
+    @overload
+    def get(self, name: str, default: None = None, /) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str, /) -> str: ...
+    @overload
+    def get(self, name: str, default: _T, /) -> str | _T: ...
+    def get(self, name: str, default: Any = None, /) -> Any:
+        return super().get(name.lower(), default)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the server received. ``path`` is raw (still percent-encoded, no query); ``body`` is gunzipped."""
+
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    body: bytes
+    status: int  # what the server answered; 0 when it closed the connection instead
+    received_at: float = 0.0  # time.monotonic() on arrival
+
+    def json(self) -> Any:
+        """The parsed body, or None when it is empty or not JSON."""
+        try:
+            return _parse_json(self.body)
+        except ValueError:
+            return None
+
+
+# ---------------------------------------------------------------------------------------------- the server
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+_Ticket = Tuple[int, int, float]  # (generation, arrival number, monotonic time)
+
+
+class LocalCustomerIO:
+    """A local Customer.io Track API. ``with LocalCustomerIO() as cio: ...`` serves on a free port.
+
+    ``site_id``/``api_key`` None accept any HTTP Basic credentials (but a missing or malformed
+    ``Authorization`` is still 401). ``validate=False`` accepts and applies whatever parses.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        site_id: str | None = None,
+        api_key: str | None = None,
+        validate: bool = True,
+        faults: Faults | None = None,
+        region: str = "us",
+    ) -> None:
+        self.host = host
+        self.site_id = site_id
+        self.api_key = api_key
+        self.validate = validate
+        self.faults = faults if faults is not None else Faults()
+        self.region = region
+        self.state = State()
+        self._port = port
+        self._lock = threading.Condition(threading.RLock())
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._script: deque[Reply] = deque()
+        self._requests: List[RecordedRequest] = []
+        self._arrivals: List[int] = []  # arrival numbers of _requests, ascending
+        self._arrived = 0
+        self._generation = 0
+        self._ops: List[Op] = []
+        self._rng: random.Random | None = None
+        self._rng_faults: Faults | None = None
+        self._rng_seed: int | None = None
+
+    # -- lifecycle
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``; known once started (after a restart it is the same)."""
+        if self._port == 0:
+            raise RuntimeError("the server has no port until start()")
+        return f"http://{self.host}:{self._port}"
+
+    def start(self) -> LocalCustomerIO:
+        """Serve in a daemon thread (again on the same port after a stop). Returns self."""
+        with self._lock:
+            if self._httpd is None:
+                httpd = _HTTPServer((self.host, self._port), self)
+                self._port = int(httpd.server_address[1])
+                self._thread = threading.Thread(
+                    target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                    name=f"LocalCustomerIO:{self._port}", daemon=True,
+                )
+                self._httpd = httpd
+                self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection; scripted delays in progress are cut short. Idempotent."""
+        with self._lock:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None:
+            return
+        httpd.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        httpd.wait_idle(5.0)
+        if thread is not None:
+            thread.join(5.0)
+
+    def __enter__(self) -> LocalCustomerIO:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.url if self._port else "not started"
+        return f"<LocalCustomerIO {where}, {self.request_count} requests>"
+
+    # -- scripting and inspection
+
+    def script(self, *replies: Reply) -> None:
+        """Queue answers for the next requests, in order, ahead of faults, validation and state."""
+        for reply in replies:
+            if not isinstance(reply, Reply):
+                raise TypeError(f"script() takes Reply objects, not {type(reply).__name__}")
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def scripted(self) -> int:
+        """How many scripted replies are still waiting for a request."""
+        with self._lock:
+            return len(self._script)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every API request received, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    def ops(self) -> list[dict[str, Any]]:
+        """Every v2 op received and accepted (batch items and entity bodies), in order."""
+        with self._lock:
+            return list(self._ops)
+
+    def wait_for(self, predicate: Callable[[LocalCustomerIO], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``predicate(self)`` holds (re-checked as requests arrive); False when time runs out."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._lock:
+                self._lock.wait(min(remaining, 0.05))
+        return True
+
+    def reset(self) -> None:
+        """Forget requests, scripted replies, ops and state; faults restart their sequence."""
+        with self._lock:
+            self._requests.clear()
+            self._arrivals.clear()
+            self._script.clear()
+            self._ops.clear()
+            self._generation += 1
+            self._rng = None
+            self.state.reset()
+
+    # -- used by the request handler
+
+    def _arrive(self) -> _Ticket:
+        with self._lock:
+            self._arrived += 1
+            return self._generation, self._arrived, time.monotonic()
+
+    def _record(self, ticket: _Ticket, request: RecordedRequest) -> None:
+        generation, arrival, _ = ticket
+        with self._lock:
+            if generation != self._generation:
+                return  # arrived before a reset()
+            if not self._arrivals or self._arrivals[-1] < arrival:
+                self._arrivals.append(arrival)
+                self._requests.append(request)
+            else:
+                i = bisect.bisect(self._arrivals, arrival)
+                self._arrivals.insert(i, arrival)
+                self._requests.insert(i, request)
+            self._lock.notify_all()
+
+    def _next_reply(self) -> Reply | None:
+        with self._lock:
+            return self._script.popleft() if self._script else None
+
+    def _draw(self, faults: Faults) -> tuple[float, float]:
+        with self._lock:
+            if self._rng is None or self._rng_faults is not faults or self._rng_seed != faults.seed:
+                self._rng = random.Random(faults.seed)  # a new Faults or seed starts a new sequence
+                self._rng_faults, self._rng_seed = faults, faults.seed
+            return self._rng.random(), self._rng.random()
+
+    def _authorized(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, colon, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return bool(colon) and all(
+            expected is None or hmac.compare_digest(given.encode(), expected.encode())
+            for given, expected in ((user, self.site_id), (password, self.api_key))
+        )
+
+    def _dispatch(self, method: str, raw_path: str, headers: Headers, body: _Body | _Answer) -> _Answer:
+        segments = [unquote(s) for s in raw_path.split("/")[1:]]
+        v2 = raw_path.startswith("/api/v2/")
+        allowed: list[str] = []
+        for pattern, methods, handler in _ROUTES:
+            params = _match(pattern, segments)
+            if params is None:
+                continue
+            if method not in methods:
+                allowed += methods
+                continue
+            if not self._authorized(headers.get("authorization")):
+                return _json_answer(401, {"meta": {"error": "Unauthorized request"}},
+                                    {"WWW-Authenticate": 'Basic realm="Customer.io"'})
+            return body if isinstance(body, _Answer) else handler(self, params, body)
+        if allowed:
+            return _error(405, "method not allowed", v2, {"Allow": ", ".join(sorted(set(allowed)))})
+        return _error(404, "not found", v2)
+
+    def _apply(self, ops: list[Op], *, v2: bool) -> None:
+        self.state.apply_valid(ops)
+        if v2:
+            with self._lock:
+                self._ops.extend(ops)
+
+
+# ---------------------------------------------------------------------------------------------- answers
+
+
+def _json_answer(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Answer:
+    return _Answer(status, json.dumps(payload, separators=(",", ":")).encode("utf-8"), headers or {})
+
+
+_OK = _json_answer(200, {})
+
+
+def _error(status: int, message: str, v2: bool, headers: Mapping[str, str] | None = None) -> _Answer:
+    """An error in the shape of the API version the request was for."""
+    if v2:
+        reason = {413: "too_large", 415: "invalid"}.get(status, "invalid" if status == 400 else "error")
+        return _json_answer(status, {"errors": [{"reason": reason, "field": "", "message": message}]}, headers)
+    return _json_answer(status, {"meta": {"errors": [message]}}, headers)
+
+
+def _v1_invalid(problems: list[Problem], *, merge: bool = False) -> _Answer:
+    messages = [p.message for p in problems]
+    if merge:
+        return _json_answer(400, {"meta": {"error": "; ".join(messages)}})
+    return _json_answer(400, {"meta": {"errors": messages}})
+
+
+def _v2_invalid(problems: list[Problem]) -> _Answer:
+    return _json_answer(400, {"errors": [p._asdict() for p in problems]})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    """Strict JSON (no NaN/Infinity); ValueError for anything else, including nesting too deep to parse."""
+    if not body.strip():
+        raise ValueError("the body is empty")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
+
+
+class _Body:
+    """A request body that is known to be readable, with its JSON parsed on demand."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    @property
+    def empty(self) -> bool:
+        return not self.raw.strip()
+
+    def json(self) -> Any:
+        return _parse_json(self.raw)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(wbits=31)
+    out = decompressor.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise OverflowError
+    if not decompressor.eof:
+        raise zlib.error("truncated gzip body")
+    return out
+
+
+def _decode_body(body: bytes, encoding: str | None, v2: bool) -> _Body | _Answer:
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        return _Body(body)
+    if coding not in ("gzip", "x-gzip"):
+        return _error(415, f"unsupported Content-Encoding {coding!r}", v2)
+    try:
+        return _Body(_gunzip(body, MAX_BODY))
+    except OverflowError:
+        return _error(413, "the decompressed body is too large", v2)
+    except zlib.error:
+        return _error(400, "the body is not valid gzip", v2)
+
+
+# ---------------------------------------------------------------------------------------------- the Track API
+
+
+def _person_from_path(identifier: str) -> dict[str, str]:
+    """v1 infers the kind of identifier from its shape."""
+    if identifier.startswith("cio_"):
+        return {"cio_id": identifier[4:]}
+    if "@" in identifier:
+        return {"email": identifier}
+    return {"id": identifier}
+
+
+def _v1_object(body: _Body) -> tuple[dict[str, Any] | None, list[Problem]]:
+    try:
+        value = body.json()
+    except ValueError as exc:
+        return None, [Problem("invalid", "", f"invalid JSON: {exc}")]
+    if not isinstance(value, dict):
+        return None, [Problem("invalid", "", "the request body must be a JSON object")]
+    return value, []
+
+
+def _v1_apply(
+    app: LocalCustomerIO, ops: list[Op], problems: list[Problem] | None = None, *, merge: bool = False
+) -> _Answer:
+    """Validate and apply the ops a v1 request stands for; ``problems`` were found translating it."""
+    if app.validate:
+        problems = (problems or []) + [p for op in ops for p in validate_op(op)]
+        if problems:
+            return _v1_invalid(problems, merge=merge)
+        app._apply(ops, v2=False)
+    else:
+        app._apply([op for op in ops if not validate_op(op)], v2=False)  # unusable ops can't be applied
+    return _OK
+
+
+_V1_CONTROL = ("_update", "_timestamp", "cio_relationships")
+
+
+def _v1_identify(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    identifiers = _person_from_path(params[0])
+    data, problems = ({}, []) if body.empty else _v1_object(body)
+    if data is None:
+        return _v1_invalid(problems)
+    op: Op = {"type": "person", "action": "identify", "identifiers": identifiers,
+              "attributes": {k: v for k, v in data.items() if k not in _V1_CONTROL}}
+    if "_timestamp" in data:
+        op["timestamp"] = data["_timestamp"]
+    if data.get("_update") is not None:
+        if not isinstance(data["_update"], bool):
+            problems.append(Problem("invalid", "_update", "_update must be true or false"))
+        op["_update"] = data["_update"]
+    ops = [op]
+    relationships = data.get("cio_relationships")
+    if isinstance(relationships, list):
+        op["cio_relationships"] = relationships
+    elif isinstance(relationships, dict):  # {"action": "add_relationships" | "delete_relationships", ...}
+        action = relationships.get("action", "add_relationships")
+        if action == "add_relationships":
+            op["cio_relationships"] = relationships.get("relationships")
+        elif action == "delete_relationships":
+            ops.append({"type": "person", "action": "delete_relationships", "identifiers": identifiers,
+                        "cio_relationships": relationships.get("relationships")})
+        else:
+            message = "cio_relationships.action must be add_relationships or delete_relationships"
+            problems.append(Problem("invalid", "cio_relationships.action", message))
+    elif relationships is not None:
+        problems.append(Problem("invalid", "cio_relationships", "cio_relationships must be a list or object"))
+    return _v1_apply(app, ops, problems)
+
+
+def _v1_person_action(action: str) -> Callable[[LocalCustomerIO, list[str], _Body], _Answer]:
+    def handle(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+        return _v1_apply(app, [{"type": "person", "action": action, "identifiers": _person_from_path(params[0])}])
+
+    return handle
+
+
+def _v1_event_op(identifiers: dict[str, Any], data: dict[str, Any]) -> tuple[Op, list[Problem]]:
+    kind = data.get("type", "event")
+    problems = []
+    if kind not in EVENT_ACTIONS:
+        problems.append(Problem("invalid", "type", f"type must be one of {', '.join(EVENT_ACTIONS)}"))
+    op: Op = {"type": "person", "action": kind if kind in EVENT_ACTIONS else "event", "identifiers": identifiers}
+    for field, target in (("name", "name"), ("id", "id"), ("timestamp", "timestamp"), ("data", "attributes")):
+        if field in data:
+            op[target] = data[field]
+    return op, problems
+
+
+def _v1_event(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    data, problems = _v1_object(body)
+    if data is None:
+        return _v1_invalid(problems)
+    op, problems = _v1_event_op(_person_from_path(params[0]), data)
+    return _v1_apply(app, [op], problems)
+
+
+def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    data, problems = _v1_object(body)
+    if data is None:
+        return _v1_invalid(problems)
+    if "anonymous_id" not in data:
+        return _v1_invalid([Problem("required", "anonymous_id", "anonymous_id is required")])
+    op, problems = _v1_event_op({"anonymous_id": data["anonymous_id"]}, data)
+    return _v1_apply(app, [op], problems)
+
+
+def _v1_add_device(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    data, problems = _v1_object(body)
+    if data is None:
+        return _v1_invalid(problems)
+    device = data.get("device")
+    if not isinstance(device, dict):
+        return _v1_invalid([Problem("required", "device", "device must be a JSON object")])
+    if "id" not in device:  # v1 calls the token "id" (v2: "token")
+        return _v1_invalid([Problem("required", "device.id", "device.id (the device token) is required")])
+    translated = {"token" if k == "id" else k: v for k, v in device.items() if k != "token"}
+    op = {"type": "person", "action": "add_device", "identifiers": _person_from_path(params[0]),
+          "device": translated}
+    return _v1_apply(app, [op])
+
+
+def _v1_delete_device(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    op = {"type": "person", "action": "delete_device", "identifiers": _person_from_path(params[0]),
+          "device": {"token": params[1]}}
+    return _v1_apply(app, [op])
+
+
+def _v1_merge(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    data, problems = _v1_object(body)
+    if data is None:
+        return _v1_invalid(problems, merge=True)
+    op = {"type": "person", "action": "merge", "primary": data.get("primary"), "secondary": data.get("secondary")}
+    return _v1_apply(app, [op], merge=True)
+
+
+def _v1_region(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    return _json_answer(200, {"url": app.url, "region": app.region, "environment_id": 1})
+
+
+def _v2_body(body: _Body) -> tuple[Any, _Answer | None]:
+    try:
+        return body.json(), None
+    except ValueError as exc:
+        return None, _v2_invalid([Problem("invalid", "", f"invalid JSON: {exc}")])
+
+
+def _v2_entity(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    if len(body.raw) > ENTITY_LIMIT:
+        return _error(413, f"an entity request may be at most {ENTITY_LIMIT} bytes", True)
+    op, invalid = _v2_body(body)
+    if invalid is not None:
+        return invalid
+    problems = validate_op(op)
+    if problems and app.validate:
+        return _v2_invalid(problems)
+    if not problems:
+        app._apply([op], v2=True)
+    return _OK
+
+
+def _v2_batch(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+    if len(body.raw) >= BATCH_LIMIT:
+        return _error(413, f"a batch request must be smaller than {BATCH_LIMIT} bytes", True)
+    data, invalid = _v2_body(body)
+    if invalid is not None:
+        return invalid
+    batch = data.get("batch") if isinstance(data, dict) else None
+    if not isinstance(batch, list) or not batch:
+        return _v2_invalid([Problem("invalid", "batch", "the body must be {\"batch\": [operation, ...]}")])
+    errors, accepted = [], []
+    for index, op in enumerate(batch):
+        problems = validate_op(op) or check_op_size(op)
+        if not problems:
+            accepted.append(op)
+        elif app.validate:
+            errors.append({"batch_index": index, **problems[0]._asdict()})
+    app._apply(accepted, v2=True)
+    return _json_answer(207, {"errors": errors}) if errors else _OK
+
+
+_Handler = Callable[[LocalCustomerIO, List[str], _Body], _Answer]
+
+
+_ROUTES: list[tuple[tuple[str, ...], tuple[str, ...], _Handler]] = [
+    (("api", "v1", "customers", "{}"), ("PUT",), _v1_identify),
+    (("api", "v1", "customers", "{}"), ("DELETE",), _v1_person_action("delete")),
+    (("api", "v1", "customers", "{}", "events"), ("POST",), _v1_event),
+    (("api", "v1", "events"), ("POST",), _v1_anonymous_event),
+    (("api", "v1", "customers", "{}", "devices"), ("PUT",), _v1_add_device),
+    (("api", "v1", "customers", "{}", "devices", "{}"), ("DELETE",), _v1_delete_device),
+    (("api", "v1", "customers", "{}", "suppress"), ("POST",), _v1_person_action("suppress")),
+    (("api", "v1", "customers", "{}", "unsuppress"), ("POST",), _v1_person_action("unsuppress")),
+    (("api", "v1", "merge_customers"), ("POST",), _v1_merge),
+    (("api", "v1", "accounts", "region"), ("GET",), _v1_region),
+    (("api", "v2", "entity"), ("POST",), _v2_entity),
+    (("api", "v2", "batch"), ("POST",), _v2_batch),
+]
+
+
+def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
+    """The values of ``pattern``'s ``{}`` segments (each one whole, decoded path segment), or None."""
+    if len(pattern) != len(segments):
+        return None
+    params = []
+    for expected, segment in zip(pattern, segments):
+        if expected == "{}":
+            if not segment:
+                return None
+            params.append(segment)
+        elif expected != segment:
+            return None
+    return params
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+class _FramingError(Exception):
+    """The body cannot be read: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every answer has a Content-Length
+    server_version = "analytics-cio-local"
+    sys_version = ""
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # one write per answer already; no Nagle delay for the small ones either
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests send thousands of requests."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def _handle(self) -> None:
+        try:
+            self._handle_request()
+        except OSError:
+            self.close_connection = True  # the client went away
+        except Exception:
+            logger.exception("local Customer.io failed on %s %s", self.command, self.path)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send(_error(500, "internal error in the local Customer.io", False))
+
+    def _handle_request(self) -> None:
+        app = self.server.app
+        target = self.path
+        if not target.startswith("/"):  # absolute-form request target
+            target = urlsplit(target)._replace(scheme="", netloc="").geturl()
+        raw_path, _, query = target.partition("?")
+        v2 = raw_path.startswith("/api/v2/")
+        if raw_path == "/" or raw_path.startswith("/_") or raw_path == "/favicon.ico":
+            try:
+                self._read_body()
+            except _FramingError as exc:
+                self.close_connection = True
+                self._send(_error(exc.status, str(exc), v2))
+            else:
+                self._send(self._inspect(raw_path))
+            return
+        ticket = app._arrive()
+        answer: _Answer | None
+        headers = Headers()
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        try:
+            raw = self._read_body()
+        except _FramingError as exc:
+            self.close_connection = True
+            raw, answer = b"", _error(exc.status, str(exc), v2)
+        else:
+            body = _decode_body(raw, headers.get("content-encoding"), v2)
+            if isinstance(body, _Body):
+                raw = body.raw
+            answer = self._decide(app, raw_path, headers, body)
+        status = 0 if answer is None else answer.status
+        app._record(ticket, RecordedRequest(self.command, raw_path, query, headers, raw, status, ticket[2]))
+        if answer is None:
+            self._drop()
+        else:
+            self._send(answer)
+
+    def _decide(
+        self, app: LocalCustomerIO, raw_path: str, headers: Headers, body: _Body | _Answer
+    ) -> _Answer | None:
+        """The answer to an API request, or None to drop the connection."""
+        reply = app._next_reply()
+        if reply is not None:
+            if reply.delay and self.server.stopping.wait(reply.delay):
+                return None
+            if reply.drop:
+                return None
+            return _Answer(reply.status, reply.encoded_body(), reply.headers or {})
+        faults = app.faults
+        drop_draw, error_draw = app._draw(faults)
+        if faults.latency and self.server.stopping.wait(faults.latency):
+            return None
+        if drop_draw < faults.drop_rate:
+            return None
+        if error_draw < faults.error_rate:
+            status = faults.error_status
+            extra = {}
+            if faults.retry_after is not None and status in _RETRY_AFTER_STATUSES:
+                extra["Retry-After"] = _format_retry_after(faults.retry_after)
+            return _error(status, f"simulated fault: HTTP {status}", raw_path.startswith("/api/v2/"), extra)
+        return app._dispatch(self.command, raw_path, headers, body)
+
+    def _inspect(self, raw_path: str) -> _Answer:
+        app = self.server.app
+        if raw_path == "/favicon.ico":
+            return _Answer(404, b"", {})
+        pages: dict[str, Callable[[], _Answer]] = {
+            "/": lambda: _Answer(
+                200,
+                render_page(app.state.snapshot(), url=app.url, request_count=app.request_count).encode(
+                    "utf-8", "replace"
+                ),
+                {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": CONTENT_SECURITY_POLICY},
+            ),
+            "/_state": lambda: _json_answer(200, app.state.snapshot()),
+            "/_requests": lambda: _json_answer(200, [
+                {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "json": r.json()}
+                for r in app.requests
+            ]),
+        }
+        if raw_path == "/_reset":
+            if self.command != "POST":
+                return _error(405, "method not allowed", False, {"Allow": "POST"})
+            app.reset()
+            return _OK
+        if raw_path not in pages:
+            return _error(404, "not found", False)
+        if self.command != "GET":
+            return _error(405, "method not allowed", False, {"Allow": "GET"})
+        return pages[raw_path]()
+
+    def _read_body(self) -> bytes:
+        transfer = self.headers.get("Transfer-Encoding")
+        if transfer is not None:
+            if transfer.strip().lower() != "chunked":
+                raise _FramingError(501, f"unsupported Transfer-Encoding {transfer!r}")
+            return self._read_chunked()
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            raise _FramingError(400, "invalid Content-Length") from None
+        if size < 0:
+            raise _FramingError(400, "invalid Content-Length")
+        if size > MAX_BODY:
+            raise _FramingError(413, f"the body is over {MAX_BODY} bytes")
+        body = self.rfile.read(size)
+        if len(body) < size:
+            raise _FramingError(400, "the body ended early")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _FramingError(400, "invalid chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return b"".join(chunks)
+            total += size
+            if size < 0 or total > MAX_BODY:
+                raise _FramingError(413, f"the body is over {MAX_BODY} bytes")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3).strip():
+                raise _FramingError(400, "invalid chunked body")
+            chunks.append(chunk)
+
+    def _send(self, answer: _Answer) -> None:
+        status, body, extra = answer
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}", f"Date: {self.date_time_string()}"]
+        names = {name.lower() for name in extra}
+        if "content-type" not in names and status != 204:
+            lines.append("Content-Type: application/json")
+        lines += [f"{name}: {value}" for name, value in extra.items() if name.lower() != "content-length"]
+        if status == 204:
+            body = b""
+        else:
+            lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        self.server.drop(self.connection)
+
+
+def _format_retry_after(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # bursts of new connections from concurrent clients
+
+    def __init__(self, address: tuple[str, int], app: LocalCustomerIO) -> None:
+        self.app = app
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._dropped: set[socket.socket] = set()
+        self._idle = threading.Condition()
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            if self.stopping.is_set():
+                self.close_request(request)
+                return
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._idle:
+            dropped = request in self._dropped
+            self._dropped.discard(request)
+        if dropped:  # close with a reset, not a graceful FIN
+            with contextlib.suppress(OSError):
+                request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
+        with self._idle:
+            self._connections.discard(request)
+            self._idle.notify_all()
+
+    def drop(self, connection: socket.socket) -> None:
+        with self._idle:
+            self._dropped.add(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("connection from %s failed", client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        """Wake every handler waiting on a kept-alive connection, so it finishes."""
+        with self._idle:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._connections, timeout)
