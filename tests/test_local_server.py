@@ -32,7 +32,7 @@ def event_op(user: str = "42", name: str = "Signed Up", **fields: Any) -> dict[s
     return {"type": "person", "action": "event", "identifiers": {"id": user}, "name": name, **fields}
 
 
-def identify_op(user: str = "42", **attributes: Any) -> dict[str, Any]:
+def identify_op(user: str = "42", /, **attributes: Any) -> dict[str, Any]:
     return {"type": "person", "action": "identify", "identifiers": {"id": user}, "attributes": attributes}
 
 
@@ -102,6 +102,32 @@ def test_v1_identify_update_only_and_null_removes(api: Api, cio: LocalCustomerIO
     api.call("PUT", "/api/v1/customers/42", json={"plan": "pro", "coupon": "X"})
     api.call("PUT", "/api/v1/customers/42", json={"_update": True, "coupon": None})
     assert cio.state.person("42")["attributes"] == {"plan": "pro"}  # type: ignore[index]
+
+
+def test_v1_identify_without_a_body_and_with_relationships(api: Api, cio: LocalCustomerIO) -> None:
+    assert api.call("PUT", "/api/v1/customers/42").status_code == 200
+    acme = {"identifiers": {"object_type_id": "1", "object_id": "acme"}, "relationship_attributes": {"role": "admin"}}
+    api.call("PUT", "/api/v1/customers/42", json={"cio_relationships": [acme]})
+    api.call("PUT", "/api/v1/customers/43", json={"cio_relationships": {"action": "add_relationships",
+                                                                        "relationships": [acme]}})
+    assert cio.state.object("1", "acme")["relationships"] == {  # type: ignore[index]
+        "42": {"role": "admin"}, "43": {"role": "admin"}
+    }
+
+    api.call("PUT", "/api/v1/customers/43", json={"cio_relationships": {"action": "delete_relationships",
+                                                                        "relationships": [acme]}})
+    assert list(cio.state.object("1", "acme")["relationships"]) == ["42"]  # type: ignore[index]
+    r = api.call("PUT", "/api/v1/customers/42", json={"_update": "yes", "cio_relationships": "acme"})
+    assert r.json() == {"meta": {"errors": [
+        "_update must be true or false", "cio_relationships must be a list or object"
+    ]}}
+
+
+def test_state_can_be_seeded_directly(cio: LocalCustomerIO) -> None:
+    cio.state.apply(identify_op(plan="pro"), event_op())
+    assert [e["name"] for e in cio.state.person("42")["events"]] == ["Signed Up"]  # type: ignore[index]
+    with pytest.raises(ValueError, match="name"):
+        cio.state.apply(event_op(name=""))
 
 
 def test_v1_delete_person(api: Api, cio: LocalCustomerIO) -> None:
@@ -573,6 +599,13 @@ def test_scripted_replies_answer_the_next_requests_in_order(api: Api, cio: Local
     assert [r.status for r in cio.requests] == [503, 200, 0, 202, 200]
     assert [p["id"] for p in cio.state.people()] == ["5"]  # scripted answers never reach state
     assert cio.scripted == 0
+
+
+def test_a_204_reply_has_no_body(api: Api, cio: LocalCustomerIO) -> None:
+    cio.script(Reply(204), Reply(200, [1, 2]))
+    r = api.batch(event_op())
+    assert (r.status_code, r.content, "Content-Length" in r.headers) == (204, b"", False)
+    assert api.batch(event_op()).json() == [1, 2]  # and the connection is still good for the next answer
 
 
 def test_reply_rejects_nonsense() -> None:

@@ -12,9 +12,13 @@ What happens to a request, in order:
 2. A scripted :class:`Reply`, if one is queued, answers it; else :class:`Faults` may delay, drop or fail it.
    Neither reaches validation or state.
 3. The path must be one of the Track API's (404; 405 for a wrong method), then HTTP Basic auth (401).
-4. The body is gunzipped (``Content-Encoding: gzip``), parsed as JSON and validated; valid ops change
-   :class:`~analytics_cio.testing._state.State`. Every request that got this far is recorded, with its status,
-   before the answer is sent, so a client that has its answer can already see it in ``requests``.
+4. The body is gunzipped (``Content-Encoding: gzip``; other codings 415), parsed as JSON and validated; valid ops
+   change :class:`~analytics_cio.testing._state.State`. With ``validate=False`` every parsable request is
+   answered 200 and the ops that can be applied are.
+
+Every API request is recorded (scripted, faulted and rejected ones too, with the status they got; 0 when the
+connection was dropped) before its answer is sent, so a client holding its answer already finds it in
+``requests``.
 
 Answers are Customer.io's: 200 ``{}``; v1 400 ``{"meta": {"errors": [...]}}`` (merge: ``{"meta": {"error": ...}}``);
 v2 400 ``{"errors": [{"reason", "field", "message"}]}``; 207 ``{"errors": [{"batch_index", ...}]}`` with the valid
