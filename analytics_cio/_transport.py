@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip as gzip_module
+import http.client
+import json
 import logging
 import queue
 import threading
@@ -26,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from ._http import Answer, ConnectionPool
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._ratelimit import RateLimiter
 from ._retry import is_retryable_status, parse_retry_after
@@ -100,23 +103,24 @@ def base_url(region: str, host: str | None) -> str:
         raise ValueError(f"region must be 'us' or 'eu', not {region!r}") from None
 
 
-def error_reason(response: requests.Response) -> tuple[str, str | None]:
+def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
     """Customer.io's own words for an error answer, in any of its shapes, and the field it names."""
-    text = response.text[:2000]
-    field = None
+    text = body[:2000].decode("utf-8", errors="replace").strip()
+    fallback = text[:_REASON_CHARS] or f"HTTP {status}"
     try:
-        body = response.json()
+        parsed = json.loads(body)
     except ValueError:
-        return (text.strip()[:_REASON_CHARS] or response.reason or f"HTTP {response.status_code}"), None
+        return fallback, None
     parts: list[str] = []
-    if isinstance(body, Mapping):
-        meta = body.get("meta")
+    field = None
+    if isinstance(parsed, Mapping):
+        meta = parsed.get("meta")
         if isinstance(meta, Mapping):
             if isinstance(meta.get("error"), str):
                 parts.append(meta["error"])
             if isinstance(meta.get("errors"), list):
                 parts.extend(str(e) for e in meta["errors"])
-        errors = body.get("errors")
+        errors = parsed.get("errors")
         if isinstance(errors, list):
             for error in errors:
                 if isinstance(error, Mapping):
@@ -124,8 +128,18 @@ def error_reason(response: requests.Response) -> tuple[str, str | None]:
                     field = field or (str(error["field"]) if error.get("field") else None)
                 else:
                     parts.append(str(error))
-    reason = "; ".join(p for p in parts if p) or text.strip() or response.reason or f"HTTP {response.status_code}"
+    reason = "; ".join(p for p in parts if p) or fallback
     return reason[:_REASON_CHARS], field
+
+
+def partial_errors(body: bytes) -> tuple[Mapping[str, Any], ...]:
+    """The per-operation errors of a 207 answer."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ()
+    errors = parsed.get("errors") if isinstance(parsed, Mapping) else None
+    return tuple(e for e in errors if isinstance(e, Mapping)) if isinstance(errors, list) else ()
 
 
 class HttpTransport:
@@ -147,6 +161,7 @@ class HttpTransport:
         proxies: Mapping[str, str] | None = None,
         rate_limiter: RateLimiter | None = None,
         pool_size: int = 10,
+        lean: bool = False,
     ) -> None:
         self.base_url = base_url(region, host)
         self.encode = encode
@@ -162,6 +177,8 @@ class HttpTransport:
         }
         self._pool_size = pool_size
         self._session = self._new_session()
+        self._lean = lean
+        self._pool = self._new_pool()
 
     def __repr__(self) -> str:  # never the credentials
         return f"{type(self).__name__}({self.base_url})"
@@ -171,16 +188,29 @@ class HttpTransport:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        session.trust_env = self.proxies is None
+        # requests reads the environment (proxies, .netrc) again on every request, which costs more than the
+        # request itself; read it once here instead.
+        if self.proxies is None:
+            self.proxies = requests.utils.get_environ_proxies(self.base_url) or None
+        session.trust_env = False
         session.verify = True
         return session
+
+    def _new_pool(self) -> ConnectionPool | None:
+        """The stdlib pool when asked for (v1) and no proxy is in the way; else requests does the work."""
+        if not self._lean or self.proxies:
+            return None
+        return ConnectionPool(self.base_url, self.timeout, self._pool_size)
 
     def reset_after_fork(self) -> None:
         """A forked child must not share the parent's sockets."""
         self._session = self._new_session()
+        self._pool = self._new_pool()
 
     def close(self) -> None:
         self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def request(self, method: str, path: str, data: bytes | None) -> Outcome:
         """One HTTP request; never raises for a network or HTTP failure."""
@@ -189,28 +219,37 @@ class HttpTransport:
             data = gzip_module.compress(data, compresslevel=6)
             headers = {**headers, "Content-Encoding": "gzip"}
         try:
-            response = self._session.request(
-                method,
-                self.base_url + path,
-                data=data,
-                headers=headers,
-                timeout=self.timeout,
-                proxies=self.proxies,
-                allow_redirects=False,  # never carry the Authorization header to another host
-            )
-        except requests.RequestException as exc:
+            answer = self._exchange(method, path, data, headers)
+        except (requests.RequestException, OSError, http.client.HTTPException) as exc:
             # The exception's text may hold the URL, never the credentials (they travel in a header).
             return Outcome(False, retryable=True, reason=f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
-        status = response.status_code
+        return self._classify(answer)
+
+    def _exchange(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Answer:
+        if self._pool is not None:
+            return self._pool.request(method, path, data, headers)
+        response = self._session.request(
+            method,
+            self.base_url + path,
+            data=data,
+            headers=headers,
+            timeout=self.timeout,
+            proxies=self.proxies,
+            allow_redirects=False,  # never carry the Authorization header to another host
+        )
+        return Answer(response.status_code, response.headers, response.content)
+
+    def _classify(self, answer: Answer) -> Outcome:
+        status = answer.status
         if status == 207:
-            return Outcome(True, status=207, items=_partial_errors(response))
+            return Outcome(True, status=207, items=partial_errors(answer.body))
         if 200 <= status < 300:
             return Outcome(True, status=status)
         if 300 <= status < 400:
-            where = response.headers.get("Location", "?")
+            where = answer.headers.get("location", "?")
             return Outcome(False, status=status, reason=f"Customer.io redirected to {where}: is region right?")
-        reason, field = error_reason(response)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        reason, field = error_reason(status, answer.body)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
         if retry_after is not None:
             # Hold back every request of this client at once, not only this one's retry.
             self.rate_limiter.pause(min(retry_after, MAX_RETRY_AFTER))
@@ -259,6 +298,7 @@ class RequestTransport(HttpTransport):
 
     def __init__(self, *args: Any, concurrency: int = 4, **kwargs: Any) -> None:
         kwargs.setdefault("pool_size", concurrency)
+        kwargs.setdefault("lean", True)
         super().__init__(*args, **kwargs)
         self.concurrency = concurrency
 
@@ -326,11 +366,3 @@ def _run_concurrently(fn: Callable[[list[int]], None], groups: list[list[int]], 
     for thread in threads:
         thread.join()
 
-
-def _partial_errors(response: requests.Response) -> tuple[Mapping[str, Any], ...]:
-    try:
-        body = response.json()
-    except ValueError:
-        return ()
-    errors = body.get("errors") if isinstance(body, Mapping) else None
-    return tuple(e for e in errors if isinstance(e, Mapping)) if isinstance(errors, list) else ()
