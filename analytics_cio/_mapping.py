@@ -10,6 +10,7 @@ What this module writes itself (identifiers, names, event ids, tokens, device at
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
 from collections.abc import Mapping
@@ -125,10 +126,28 @@ def _known_person(message: Message, options: MappingOptions, what: str) -> dict[
     return person_identifiers(message["userId"], options)
 
 
+_last_second: tuple[str, int] = ("", 0)
+
+
 def _unix(message: Message) -> int | None:
+    global _last_second
     value = message.get("timestamp")
     if value is None:
         return None
+    # The builder's own form, "2024-05-01T12:00:00.123Z": messages arrive in bursts within one second, so the
+    # seconds are remembered, not parsed again (parsing was a third of the worker's time per message).
+    if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
+        second = value[:19]
+        last = _last_second
+        if last[0] == second:
+            return last[1]
+        try:
+            seconds = _values.to_unix(dt.datetime.fromisoformat(second))
+        except ValueError:
+            seconds = None
+        if seconds is not None:
+            _last_second = (second, seconds)
+            return seconds
     converted = _values.timestamp_value(value)
     return converted if isinstance(converted, int) else None
 

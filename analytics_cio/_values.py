@@ -74,8 +74,13 @@ def parse_iso_datetime(text: str) -> dt.datetime | None:
     """The datetime a strict ISO-8601 date-time string holds, or None for any other string."""
     if len(text) < 16 or ISO_DATETIME_RE.fullmatch(text) is None:
         return None
+    text = text.replace(",", ".")
+    try:  # the C parser first; dateutil for what older Pythons' fromisoformat does not read ("Z", "+0200")
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        pass
     try:
-        return isoparse(text.replace(",", "."))
+        return isoparse(text)
     except (ValueError, OverflowError):
         return None
 
