@@ -48,6 +48,8 @@ def snapshot(value: Any) -> Any:
 def _optional_dict(name: str, value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
+    if type(value) is dict:
+        return {k: v if type(v) in _IMMUTABLE else snapshot(v) for k, v in value.items()}
     if not isinstance(value, Mapping):
         raise ArgumentTypeError(name, f"must be a dict, not {type(value).__name__}")
     copied: dict[str, Any] = snapshot(value if type(value) is dict else dict(value))
@@ -85,10 +87,18 @@ def _guess_timezone(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=_UTC)
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(value: Any) -> str:
+    global _last_second
     if value is None:
-        now = time.time()
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        millis = time.time_ns() // 1_000_000
+        second = millis // 1000
+        last = _last_second
+        if last[0] != second:  # formatted once a second, not once a call
+            last = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+        return f"{last[1]}{millis % 1000:03d}Z"
     if not isinstance(value, dt.datetime):
         if isinstance(value, dt.date):
             value = dt.datetime(value.year, value.month, value.day)
