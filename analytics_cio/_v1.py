@@ -3,9 +3,9 @@
 Identifiers go into the path percent-encoded as one whole segment (``quote(value, safe="")``), so no user id
 (``a/b``, ``?x``, ``#``) can change which endpoint a request reaches. Two things a path cannot say safely:
 
-- ``.`` and ``..``: every HTTP stack on the way (requests included) treats them as "this" and "parent"
-  directory, and percent-encoding does not help (``%2E`` is an unreserved character that clients and servers
-  decode first). ``/customers/../events`` would become ``/events``.
+- ``.`` and ``..``: HTTP clients, proxies and servers resolve them as "this" and "parent" directory, and
+  percent-encoding does not help (``%2E`` is an unreserved character, decoded before the path is resolved).
+  With requests, ``/customers/../events`` becomes ``/events``.
 - who the identifier is: v1 infers the kind from the value's shape (``cio_…`` is a cio_id, an ``@`` makes an
   email, anything else is an id), so an *id* that contains ``@`` (``email_as_id=False``) or starts with
   ``cio_``, or an *email* without ``@``, would name a different person.
