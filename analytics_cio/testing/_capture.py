@@ -1,0 +1,262 @@
+"""Capturing what a client would send to Customer.io, with no network: for users' own tests, and ``--dry-run``.
+
+    from analytics_cio.testing import capture
+
+    with capture() as captured:              # the module facade (analytics_cio.track(...))
+        signup("ada@example.com")
+    assert captured.events(name="Signed Up")
+    assert captured.people["ada@example.com"]["plan"] == "pro"
+
+While a capture is active, calls are mapped, encoded and checked exactly as they would be for Customer.io, on the
+caller's thread (as with ``sync_mode=True``), so what they produced can be asserted right after the call. Each
+operation is checked against the Track API's rules, as the local Customer.io checks it: one Customer.io would
+refuse is not captured, and ``on_error`` hears about it with Customer.io's reason, as it would in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+from .._encoding import encode
+from .._errors import DeliveryError
+from .._limits import BATCH_BYTES, OP_BYTES
+from .._transport import DELIVERED, Outcome, WireOp
+from ._state import State, check_op_size, validate_op
+
+if TYPE_CHECKING:
+    from .._client import Client
+
+Message = dict[str, Any]
+OnError = Callable[[DeliveryError, Sequence[Any]], Any]
+
+EVENT_ACTIONS = ("event", "page", "screen")
+
+
+class CaptureTransport:
+    """A transport that keeps every operation instead of sending it (see ``Client(transport=...)``).
+
+    ``validate=True`` refuses, as Customer.io would, the operations the Track API does not accept: the client
+    then reports them to ``on_error`` with the reason. ``convert_timestamps`` must match the client's option,
+    since the transport encodes the operations.
+    """
+
+    max_batch_bytes = BATCH_BYTES
+    max_op_bytes = OP_BYTES
+
+    def __init__(self, *, convert_timestamps: bool = True, validate: bool = True) -> None:
+        self.convert_timestamps = convert_timestamps
+        self.validate = validate
+        self._lock = threading.Lock()
+        self._sent: list[tuple[dict[str, Any], Any]] = []
+
+    def __repr__(self) -> str:
+        return f"CaptureTransport({len(self._sent)} operations)"
+
+    def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
+        return WireOp(encode(op, self.convert_timestamps), message)
+
+    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for wire in ops:
+                op = json.loads(wire.data)
+                problems = (validate_op(op) or check_op_size(op)) if self.validate else []
+                if problems:
+                    first = problems[0]
+                    reason = ": ".join(part for part in (first.reason, first.field, first.message) if part)
+                    outcomes.append(Outcome(False, status=400, reason=reason, field=first.field or None))
+                    continue
+                self._sent.append((op, wire.message))
+                outcomes.append(DELIVERED)
+        return outcomes
+
+    def close(self) -> None:
+        """Nothing to release; what was captured stays readable."""
+
+    def sent(self, start: int = 0) -> list[tuple[dict[str, Any], Any]]:
+        """The accepted operations (decoded), each with the message it came from, in order, from ``start``."""
+        with self._lock:
+            return self._sent[start:]
+
+    def count(self) -> int:
+        """How many operations were accepted."""
+        with self._lock:
+            return len(self._sent)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sent.clear()
+
+
+class People(Mapping[str, dict[str, Any]]):
+    """The attributes of each person the captured operations describe, looked up by id, email or ``cio_…``."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def __getitem__(self, identifier: str) -> dict[str, Any]:
+        person = self._state.person(identifier)
+        if person is None:
+            known = ", ".join(repr(key) for key in self) or "nobody"
+            raise KeyError(f"no person {identifier!r} was captured (captured: {known})")
+        attributes: dict[str, Any] = person["attributes"]
+        return attributes
+
+    def __iter__(self) -> Iterator[str]:
+        for person in self._state.people():
+            yield person["id"] or person["email"] or f"cio_{person['cio_id']}"
+
+    def __len__(self) -> int:
+        return len(self._state.people())
+
+    def __contains__(self, identifier: object) -> bool:
+        return isinstance(identifier, str) and self._state.person(identifier) is not None
+
+    def __repr__(self) -> str:
+        return f"People({dict(self)!r})"
+
+
+class Captured:
+    """What a client sent while captured: Segment messages, Customer.io operations, and what they amount to."""
+
+    def __init__(self, transport: CaptureTransport | None = None) -> None:
+        self.transport = transport if transport is not None else CaptureTransport()
+        self._errors: list[tuple[DeliveryError, list[Any]]] = []
+        self._lock = threading.Lock()
+        self._state: State | None = None
+        self._state_ops = -1
+
+    def __repr__(self) -> str:
+        return f"<Captured {len(self.messages)} messages, {len(self.ops)} operations, {len(self.errors)} errors>"
+
+    @property
+    def messages(self) -> list[Message]:
+        """The Segment-spec messages whose operations were captured, in order (each once)."""
+        seen: set[int] = set()
+        messages = []
+        for _, message in self.transport.sent():
+            if id(message) not in seen:
+                seen.add(id(message))
+                messages.append(message)
+        return messages
+
+    @property
+    def ops(self) -> list[dict[str, Any]]:
+        """The Customer.io operations (Track API v2 form, as JSON would decode them), in order."""
+        return [op for op, _ in self.transport.sent()]
+
+    @property
+    def errors(self) -> list[tuple[DeliveryError, list[Any]]]:
+        """What ``on_error`` was told while capturing: ``(exception, messages)`` pairs."""
+        with self._lock:
+            return list(self._errors)
+
+    def events(self, name: str | None = None, *, person: str | None = None) -> list[dict[str, Any]]:
+        """The event, page-view and screen-view operations, optionally only those named ``name`` or for the
+        person (or anonymous id) ``person``. Each has ``name``, ``attributes`` (the properties),
+        ``identifiers``, ``action`` and, when set, ``id`` and ``timestamp``."""
+        found = []
+        for op in self.ops:
+            if op.get("type") != "person" or op.get("action") not in EVENT_ACTIONS:
+                continue
+            if name is not None and op.get("name") != name:
+                continue
+            if person is not None and person not in op.get("identifiers", {}).values():
+                continue
+            found.append(op)
+        return found
+
+    @property
+    def people(self) -> People:
+        """``captured.people["user-1"]["plan"]``: each person's attributes after every captured operation."""
+        return People(self.state)
+
+    def person(self, identifier: str) -> dict[str, Any] | None:
+        """Everything Customer.io would hold about a person (attributes, devices, events, relationships)."""
+        return self.state.person(identifier)
+
+    @property
+    def state(self) -> State:
+        """The workspace the captured operations produce, modelled as the local Customer.io models it."""
+        sent = self.ops
+        with self._lock:
+            if self._state is None or self._state_ops != len(sent):
+                state = State()
+                state.apply_valid(sent)
+                self._state, self._state_ops = state, len(sent)
+            return self._state
+
+    def clear(self) -> None:
+        """Forget everything captured so far."""
+        self.transport.clear()
+        with self._lock:
+            self._errors.clear()
+            self._state = None
+
+    def _chain(self, on_error: OnError | None) -> OnError:
+        """An ``on_error`` that records, then calls the application's own."""
+
+        def record(error: DeliveryError, messages: Sequence[Any]) -> None:
+            with self._lock:
+                self._errors.append((error, list(messages)))
+            if on_error is not None:
+                on_error(error, messages)
+
+        return record
+
+
+@contextlib.contextmanager
+def capture(client: Client | None = None, *, validate: bool = True) -> Iterator[Captured]:
+    """Capture what ``client`` (default: the module facade's client) sends, instead of sending it.
+
+    Calls made inside the block are delivered to the capture on the calling thread. Whatever an explicit client
+    had queued is flushed first, for real. On exit the client goes back to its own transport and settings.
+    """
+    if client is None:
+        with _capture_facade(validate) as captured:
+            yield captured
+    else:
+        with _capture_client(client, validate) as captured:
+            yield captured
+
+
+@contextlib.contextmanager
+def _capture_facade(validate: bool) -> Iterator[Captured]:
+    import analytics_cio as facade
+
+    captured = Captured(CaptureTransport(convert_timestamps=facade.convert_timestamps, validate=validate))
+    saved = {name: getattr(facade, name) for name in ("transport", "sync_mode", "send", "on_error")}
+    # Setting these makes the facade build a new default client on its next call; it keeps the transport even
+    # if the code under test changes another setting inside the block.
+    facade.transport = captured.transport
+    facade.sync_mode = True
+    facade.send = True
+    facade.on_error = captured._chain(saved["on_error"])
+    try:
+        yield captured
+    finally:
+        current = facade.default_client
+        if current is not None and current.transport is captured.transport:
+            facade.shutdown()
+        for name, value in saved.items():
+            setattr(facade, name, value)
+
+
+@contextlib.contextmanager
+def _capture_client(client: Client, validate: bool) -> Iterator[Captured]:
+    client.flush()
+    transport = CaptureTransport(convert_timestamps=client.mapping_options.convert_timestamps, validate=validate)
+    captured = Captured(transport)
+    saved = (client.transport, client.sync_mode, client.send, client.on_error)
+    client.transport = transport
+    client.sync_mode = True  # the worker (and the client's own transport) sit idle meanwhile
+    client.send = True
+    client.on_error = captured._chain(saved[3])
+    try:
+        yield captured
+    finally:
+        client.transport, client.sync_mode, client.send, client.on_error = saved
