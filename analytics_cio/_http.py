@@ -127,10 +127,9 @@ class ConnectionPool:
         data = body or b""
         if body is not None or method in ("POST", "PUT"):
             lines.append(f"Content-Length: {len(data)}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        if "\n" in head[: -4].replace("\r\n", "") or "\r" in head[: -4].replace("\r\n", ""):
-            raise ValueError("a header or the path holds a line break")
-        return head.encode("latin-1") + data
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("the method, path or a header holds a line break: refused")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
 
     def _exchange(self, connection: _Connection, payload: bytes) -> Answer:
         connection.sock.sendall(payload)
