@@ -182,7 +182,7 @@ def write_checkpoint(path: str, data: Mapping[str, Any]) -> None:
 
 
 class Progress:
-    """A tqdm bar when tqdm is installed and stderr is a terminal; else a line every 10%."""
+    """A tqdm bar when tqdm is installed and stderr is a terminal; else a line every 10% (of a long file)."""
 
     def __init__(self, total: int, mode: str, stream: TextIO) -> None:
         self.stream = stream
@@ -203,7 +203,9 @@ class Progress:
             else:
                 if mode == "bar" or stream.isatty():
                     self._bar = tqdm(total=total, unit=" lines", unit_scale=True, file=stream, dynamic_ncols=True)
-        self.mode = "bar" if self._bar is not None else "plain"
+        # A short file needs no progress lines (an explicit --progress plain still gets them).
+        quiet = mode == "auto" and total < 10_000
+        self.mode = "bar" if self._bar is not None else "none" if quiet else "plain"
 
     def advance_to(self, done: int) -> None:
         if done <= self.done:
@@ -392,9 +394,11 @@ class Importer:
             return
         try:
             try:
-                parsed = json.loads(raw)
-            except ValueError as exc:
-                raise BadLine("invalid JSON", str(exc)) from None
+                parsed = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise BadLine("not UTF-8", f"byte {exc.start + 1}") from None
+            except json.JSONDecodeError as exc:
+                raise BadLine("invalid JSON", f"{exc.msg} at character {exc.pos + 1}") from None
             method, arguments = call_for(parsed, raw)
         except BadLine as exc:
             self._bad(line_number, exc)
