@@ -98,8 +98,27 @@ def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
 # -- who the person is ---------------------------------------------------------------------------------------
 
 
+_MEMO_SIZE: Final = 4096
+_identifiers_memo: dict[tuple[Any, bool], dict[str, str]] = {}
+
+
 def person_identifiers(user_id: Any, options: MappingOptions) -> dict[str, str]:
     """``cio_…`` → cio_id, an email address → email (unless email_as_id is off), else id."""
+    # The same people come back again and again: remember the answer (a fresh dict each time, it is the op's).
+    key = (user_id, options.email_as_id)
+    known = _identifiers_memo.get(key) if type(user_id) is str else None
+    if known is not None:
+        return dict(known)
+    identifiers = _resolve_person(user_id, options)
+    if type(user_id) is str:
+        if len(_identifiers_memo) >= _MEMO_SIZE:
+            _identifiers_memo.clear()
+        _identifiers_memo[key] = identifiers
+        return dict(identifiers)
+    return identifiers
+
+
+def _resolve_person(user_id: Any, options: MappingOptions) -> dict[str, str]:
     value = verbatim(user_id)
     if value.startswith("cio_") and len(value) > 4:
         return {"cio_id": Verbatim(value[4:])}
@@ -199,11 +218,21 @@ def cut_utf8(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", errors="ignore")
 
 
+_names_memo: dict[str, Verbatim] = {}
+
+
 def event_name(name: str) -> Verbatim:
+    known = _names_memo.get(name)
+    if known is not None:
+        return known
     cut = cut_utf8(name, EVENT_NAME_BYTES)
-    if cut != name:
+    if cut != name:  # not remembered: every such event gets its warning
         logger.warning("analytics_cio: event name cut to Customer.io's %d bytes: %r", EVENT_NAME_BYTES, cut)
-    return verbatim(cut)
+        return verbatim(cut)
+    if len(_names_memo) >= _MEMO_SIZE:
+        _names_memo.clear()
+    known = _names_memo[name] = verbatim(name)
+    return known
 
 
 def event_id(message_id: Any) -> Verbatim | None:

@@ -12,6 +12,7 @@ import enum
 import json
 import logging
 import math
+import os
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from dateutil.tz import gettz
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analytics_cio import LimitError, UnmappableError
+from analytics_cio import LimitError, UnmappableError, _encoding
 from analytics_cio._encoding import encode, encode_clean
 from analytics_cio._limits import check_op, check_size
 from analytics_cio._mapping import MappingOptions, is_disabled, map_message
@@ -585,9 +586,23 @@ json_values = st.recursive(
 )
 
 
-@given(json_values, st.booleans())
-def test_the_fast_encoder_agrees_with_the_careful_one(value: Any, convert: bool) -> None:
-    assert encode(value, convert) == encode_clean(value, convert)
+FAST_ENCODERS = [_encoding._stdlib_fast] + ([_encoding._orjson_fast] if _encoding.JSON_LIBRARY == "orjson" else [])
+
+
+@pytest.mark.parametrize("fast", FAST_ENCODERS, ids=lambda f: f.__name__)
+@given(value=json_values, convert=st.booleans())
+def test_the_fast_encoders_agree_with_the_careful_one(fast: Any, value: Any, convert: bool) -> None:
+    # The same JSON; the spelling of a float may differ between encoders ("1e16" and "1e+16").
+    assert json.loads(fast(value, convert)) == json.loads(encode_clean(value, convert))
+
+
+def test_the_optional_encoder_is_used_when_installed() -> None:
+    try:
+        import orjson  # noqa: F401
+    except ImportError:
+        assert _encoding.JSON_LIBRARY == "json"
+    else:
+        assert ("json" if os.environ.get("ANALYTICS_CIO_JSON") == "stdlib" else "orjson") == _encoding.JSON_LIBRARY
 
 
 # -- limits ---------------------------------------------------------------------------------------------------
