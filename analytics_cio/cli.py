@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
                            help="a tqdm bar when installed and on a terminal (auto), else a line every 10%%")
     importing.add_argument("--rate", type=float, default=100.0, metavar="REQUESTS_PER_S",
-                           help="at most this many requests a second (default 100)")
+                           help="at most this many requests a second (default 100; 0: no limit)")
 
     serve = command("serve", "run a local Customer.io (Track API v1/v2) in the foreground", parents=())
     serve.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -350,3 +350,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `analytics-cio ... | head`: the reader has gone; so do we, quietly
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_NOT_DELIVERED
