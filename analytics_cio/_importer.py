@@ -5,8 +5,9 @@ cannot be a message (invalid JSON, wrong types, an unknown type) is reported by 
 never stops the import. Every other line is delivered or rejected, and rejections are reported with Customer.io's
 reason, grouped in the summary.
 
-Resuming. Every ``checkpoint_every`` lines the import waits until everything read so far is delivered or reported,
-then records that point (byte offset, line number, counts) in the checkpoint file, atomically. An interrupted
+Resuming. Every ``checkpoint_every`` lines, a second thread waits until everything read up to that line is delivered
+or reported, then records the point (byte offset, line number, counts) in the checkpoint file, atomically; the
+reader goes on meanwhile, so Customer.io's answers never hold the file's reading up. An interrupted
 import (Ctrl-C, SIGTERM, a crash, a kill) resumes from the last checkpoint with ``--resume``. Lines after it may
 have been sent already; they are sent again, and Customer.io ignores the events a second time because each
 carries a ULID ``id`` derived from the line's ``messageId`` (Segment's ids are not ULIDs, so the library would
