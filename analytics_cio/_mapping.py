@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from . import _values
@@ -61,7 +61,7 @@ class Mapped:
     """What one message became: the operations to send, and the parts that cannot be sent, with why."""
 
     ops: list[Op] = dataclasses.field(default_factory=list)
-    errors: list[DeliveryError] = dataclasses.field(default_factory=list)
+    errors: Sequence[DeliveryError] = ()  # a tuple unless there are errors: one allocation less per message
 
 
 def map_message(message: Message, options: MappingOptions) -> Mapped:
@@ -99,23 +99,21 @@ def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
 
 
 _MEMO_SIZE: Final = 4096
-_identifiers_memo: dict[tuple[Any, bool], dict[str, str]] = {}
+_identifiers_memo: dict[bool, dict[str, dict[str, str]]] = {True: {}, False: {}}  # by email_as_id, then id
 
 
 def person_identifiers(user_id: Any, options: MappingOptions) -> dict[str, str]:
     """``cio_…`` → cio_id, an email address → email (unless email_as_id is off), else id."""
     # The same people come back again and again: remember the answer (a fresh dict each time, it is the op's).
-    key = (user_id, options.email_as_id)
-    known = _identifiers_memo.get(key) if type(user_id) is str else None
-    if known is not None:
-        return dict(known)
-    identifiers = _resolve_person(user_id, options)
-    if type(user_id) is str:
-        if len(_identifiers_memo) >= _MEMO_SIZE:
-            _identifiers_memo.clear()
-        _identifiers_memo[key] = identifiers
-        return dict(identifiers)
-    return identifiers
+    if type(user_id) is not str:
+        return _resolve_person(user_id, options)
+    memo = _identifiers_memo[options.email_as_id]
+    known = memo.get(user_id)
+    if known is None:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        known = memo[user_id] = _resolve_person(user_id, options)
+    return dict(known)
 
 
 def _resolve_person(user_id: Any, options: MappingOptions) -> dict[str, str]:
@@ -363,9 +361,9 @@ def _device_ops(message: Message, options: MappingOptions, name: str) -> Mapped:
     device = _context_part(message, "device")
     platform = device_platform(device.get("type")) or device_platform(_context_part(message, "os").get("name"))
     if platform is None:
-        result.errors.append(UnmappableError(
+        result.errors = [*result.errors, UnmappableError(
             "the device has no platform: set context.device.type (ios or android)", field="context.device.type",
-        ))
+        )]
         if not result.ops:
             result.ops.append(event)
         return result

@@ -192,7 +192,9 @@ class Worker:
         ):
             return False
         inbox.append(message)
-        if not self._signaled or len(inbox) >= self.upload_size:
+        # Wake the worker for the first message after it went idle, and when a batch's worth is waiting; the
+        # Event is a lock and a notify, so it is set only when it is not set already.
+        if not self._signaled or (waiting >= self.upload_size and not self._wake.is_set()):
             self._signaled = True
             self._wake.set()
         if not self._running:

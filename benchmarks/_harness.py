@@ -39,7 +39,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 SITE_ID = "bench-site-id"
 API_KEY = "bench-api-key"
 WRITE_KEY = "bench-write-key"
-ALL_LIBS = ("cio-v2", "cio-v1", "segment", "cdp", "customerio")
+ALL_LIBS = ("cio-v2", "cio-v2-stdlib", "cio-v1", "segment", "cdp", "customerio")
 RESULT_PREFIX = "RESULT_JSON "
 
 # -- workload --------------------------------------------------------------------------------------------
@@ -318,8 +318,17 @@ class AnalyticsCioV1Adapter(AnalyticsCioAdapter):
     api_version = "v1"
 
 
+class AnalyticsCioStdlibJsonAdapter(AnalyticsCioAdapter):
+    """v2 with the standard library's JSON encoder even when the optional orjson is installed."""
+
+    def __init__(self, url: str, on_error: Callable[[Any, Any], None], mode: str) -> None:
+        os.environ["ANALYTICS_CIO_JSON"] = "stdlib"  # read when analytics_cio is imported, in this fresh process
+        super().__init__(url, on_error, mode)
+
+
 ADAPTERS: dict[str, type[Adapter]] = {
     "cio-v2": AnalyticsCioAdapter,
+    "cio-v2-stdlib": AnalyticsCioStdlibJsonAdapter,
     "cio-v1": AnalyticsCioV1Adapter,
     "segment": SegmentAdapter,
     "cdp": CdpAdapter,

@@ -52,7 +52,7 @@ def wire(op: Any, convert_timestamps: bool = True) -> Any:
 def ops(msg: dict[str, Any], **options: Any) -> list[dict[str, Any]]:
     """The operations ``msg`` maps to, as sent; the mapping must report no error."""
     mapped = map_message(msg, MappingOptions(**options))
-    assert mapped.errors == []
+    assert not mapped.errors
     return [wire(op, options.get("convert_timestamps", True)) for op in mapped.ops]
 
 
