@@ -1,12 +1,17 @@
-"""The queue and the background thread that turns messages into Customer.io requests.
+"""The queue and the two background threads that turn messages into Customer.io requests.
 
-Callers append messages to an inbox; the caller pays only for an append (and, rarely, a wake-up). The worker
-thread prepares each message (mapping + JSON encoding, once), holds the encoded operations until a batch is
-full, old enough, or a flush asks for it, then delivers the batch with the retry policy. While it waits
-between retries it keeps encoding new arrivals, so what the queue holds is measured in real bytes.
+Callers append messages to an inbox; the caller pays only for an append (and, rarely, a wake-up).
 
-A flush is a barrier in the same FIFO: everything appended before it is delivered or reported before it
-is released, whatever the callers on other threads do meanwhile.
+- The *encoder* thread prepares each message (mapping + JSON encoding, once) and holds the encoded operations
+  until a batch is full, old enough, or a flush asks for it; then it hands the batch to the sender.
+- The *sender* thread delivers batches one at a time, in order, with the retry policy.
+
+Sending waits on the network, which releases the GIL, so encoding goes on meanwhile: in a burst the next batch
+is ready when the last one is answered, and during an outage new arrivals are still encoded, so what the queue
+holds is measured in real bytes.
+
+A flush is a barrier in the same FIFO: everything appended before it is delivered or reported before it is
+released, whatever the callers on other threads do meanwhile.
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ def deliver(
 
 
 class Worker:
-    """One inbox, one thread; started on first use, restarted after fork or if it ever stops."""
+    """One inbox, an encoder and a sender thread; started on first use, restarted after fork or if stopped."""
 
     def __init__(
         self,
@@ -149,22 +154,31 @@ class Worker:
 
     def _reset_state(self) -> None:
         self._pid = os.getpid()
-        self._inbox: collections.deque[Any] = collections.deque()
+        self._inbox: collections.deque[Any] = collections.deque()  # messages and barriers, from callers
+        # Encoder-owned: encoded operations (and barriers) not yet cut into a batch.
         self._pending: collections.deque[Pending] = collections.deque()
         self._pending_ops = 0
-        self._held_ops = 0  # encoded and not yet settled: pending plus the batch in flight
+        self._pending_bytes = 0
+        self._barriers = 0  # barriers in _pending
+        self._oldest = 0.0
+        # Cut batches (and barriers) waiting for the sender, in order; guarded by _outbox_ready.
+        self._outbox: collections.deque[list[WireOp] | _Barrier] = collections.deque()
+        self._outbox_ready = threading.Condition(threading.Lock())
+        self._in_flight: list[WireOp] | None = None
+        # Encoded and not yet settled (pending, outbox, in flight): the queue's byte budget counts these.
+        self._held_ops = 0
         self._held_bytes = 0
+        self._held_lock = threading.Lock()
         # Messages not yet encoded are counted at the average size of the operations encoded so far.
         self._average_bytes = 1024.0
-        self._oldest = 0.0
         self._wake = threading.Event()
         self._signaled = False
-        self._barriers = 0  # flushes waiting in the pending queue
         self._stop = threading.Event()  # abandon retries and exit (shutdown past its timeout)
         self._exit_when_idle = False  # close(): send everything queued, then exit
         self._exit_now = False  # join(): exit after the current batch
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._encoder: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
         self._running = False
         self._backlog_loaded = self.spool is None
 
@@ -192,7 +206,7 @@ class Worker:
         ):
             return False
         inbox.append(message)
-        # Wake the worker for the first message after it went idle, and when a batch's worth is waiting; the
+        # Wake the encoder for the first message after it went idle, and when a batch's worth is waiting; the
         # Event is a lock and a notify, so it is set only when it is not set already.
         if not self._signaled or (waiting >= self.upload_size and not self._wake.is_set()):
             self._signaled = True
@@ -220,31 +234,40 @@ class Worker:
                 return True
 
     def close(self, timeout: float | None) -> bool:
-        """Flush, then stop the thread. Past ``timeout``, what is left is reported (or kept in the spool)."""
+        """Flush, then stop the threads. Past ``timeout``, what is left is reported (or kept in the spool)."""
         delivered = self.flush(timeout)
         self._exit_when_idle = True
         if not delivered:
             self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
-        if not delivered and not self._running:
+        self._nudge()
+        self._join_threads(5.0)
+        if not delivered and not self._alive():
             self._abandon()
         return delivered
 
     def join(self) -> None:
-        """Stop the thread after its current batch; what is still queued stays queued for a later flush."""
+        """Stop the threads after the batch in flight; what is still queued stays queued for a later flush."""
         self._exit_now = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        self._nudge()
+        self._join_threads(None)
         self._exit_now = False
 
     def queued(self) -> int:
         """Messages and operations not yet delivered or reported."""
         return len(self._inbox) + self._held_ops
+
+    def _nudge(self) -> None:
+        self._wake.set()
+        with self._outbox_ready:
+            self._outbox_ready.notify_all()
+
+    def _alive(self) -> bool:
+        return any(t is not None and t.is_alive() for t in (self._encoder, self._sender))
+
+    def _join_threads(self, timeout: float | None) -> None:
+        for thread in (self._encoder, self._sender):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
 
     def _start(self) -> None:
         with self._lock:
@@ -252,26 +275,34 @@ class Worker:
                 return
             self._running = True
             self._exit_now = self._exit_when_idle = False
-            thread = threading.Thread(target=self._run, name="analytics-cio", daemon=True)
-            self._thread = thread
             try:
-                thread.start()
+                if self._sender is None or not self._sender.is_alive():
+                    self._sender = threading.Thread(target=self._run_sender, name="analytics-cio-send", daemon=True)
+                    self._sender.start()
+                self._encoder = threading.Thread(target=self._run_encoder, name="analytics-cio", daemon=True)
+                self._encoder.start()
             except RuntimeError:  # interpreter shutdown: no new threads, so the calling thread does the work
                 self._running = False
-                self._thread = None
-                self._exit_when_idle = True
-                self._work()
+                self._work_inline()
 
-    # -- worker side ---------------------------------------------------------------------------------------
+    def _work_inline(self) -> None:
+        self._exit_when_idle = True
+        self._drain_inbox()
+        self._cut_batches()
+        while self._outbox and not self._stop.is_set():
+            self._send_next()
 
-    def _run(self) -> None:
+    # -- the encoder ---------------------------------------------------------------------------------------
+
+    def _run_encoder(self) -> None:
         try:
             if not self._backlog_loaded:
                 self._load_backlog()
             while not self._stop.is_set() and not self._exit_now:
                 try:
                     self._wait_for_work()
-                    self._work()
+                    self._drain_inbox()
+                    self._cut_batches()
                 except Exception:  # the thread must outlive any bug or bad message
                     logger.exception("analytics_cio: unexpected error in the worker; it keeps running")
                     time.sleep(0.05)
@@ -279,19 +310,8 @@ class Worker:
                     break
         finally:
             self._running = False
-            if self._stop.is_set():
-                self._abandon()
-
-    def _work(self) -> None:
-        """Encode arrivals, then send every batch that is ready."""
-        self._drain_inbox()
-        while not self._stop.is_set() and not self._exit_now:
-            batch = self._cut_batch()
-            if batch is None:
-                break
-            self._send(batch)
-            self._drain_inbox()
-        self._release_barriers()
+            with self._outbox_ready:
+                self._outbox_ready.notify_all()
 
     def _wait_for_work(self) -> None:
         if self._inbox or self._exit_when_idle or self._barriers:
@@ -302,19 +322,21 @@ class Worker:
             if not self._inbox:
                 self._wake.wait()
             return
+        # A partial batch: send it when it is old enough and the sender is free (else it may still fill up).
         remaining = self._oldest + self.upload_interval - time.monotonic()
-        if remaining > 0:
+        if remaining > 0 or self._outbox or self._in_flight is not None:
             self._wake.clear()
             if not self._inbox:
-                self._wake.wait(remaining)
+                self._wake.wait(max(remaining, 0.01) if remaining > 0 else self.upload_interval)
 
     def _drain_inbox(self) -> None:
         inbox = self._inbox
         prepared: list[WireOp] = []
+        pending = self._pending
         while inbox:
             item = inbox.popleft()
             if isinstance(item, _Barrier):
-                self._pending.append(item)
+                pending.append(item)
                 self._barriers += 1
                 continue
             try:
@@ -327,34 +349,37 @@ class Worker:
                 continue
             if not self._pending_ops:
                 self._oldest = time.monotonic()
-            for op in ops:
-                self._pending.append(op)
-                self._held_bytes += len(op.data)
-            self._pending_ops += len(ops)
-            self._held_ops += len(ops)
+            pending.extend(ops)
             prepared.extend(ops)
-        if prepared:
-            size = sum(len(op.data) for op in prepared) / len(prepared)
-            self._average_bytes = 0.9 * self._average_bytes + 0.1 * size if self._held_ops > len(prepared) else size
-        if prepared and self.spool is not None:
+            self._pending_ops += len(ops)
+        if not prepared:
+            return
+        size = sum(len(op.data) for op in prepared)
+        self._pending_bytes += size
+        with self._held_lock:
+            self._held_ops += len(prepared)
+            self._held_bytes += size
+        self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / len(prepared)
+        if self.spool is not None:
             try:
                 self.spool.add(prepared)
             except Exception:
                 logger.exception("analytics_cio: could not write to the spool; delivery goes on from memory")
 
-    def _batch_ready(self) -> bool:
-        if not self._pending:
-            return False
-        if self._exit_when_idle or self._barriers or self._pending_ops >= self.upload_size:
-            return True
-        if self._held_bytes >= self.transport.max_batch_bytes:
-            return True
-        return time.monotonic() - self._oldest >= self.upload_interval
+    def _cut_batches(self) -> None:
+        """Hand every batch that is ready to the sender, barriers in their place between them."""
+        while True:
+            self._pass_barriers()
+            if not self._pending_ops:
+                return
+            full = self._pending_ops >= self.upload_size or self._pending_bytes >= self.transport.max_batch_bytes
+            sender_idle = not self._outbox and self._in_flight is None
+            aged = time.monotonic() - self._oldest >= self.upload_interval
+            if not (full or self._barriers or self._exit_when_idle or (aged and sender_idle)):
+                return
+            self._hand_over(self._cut_one())
 
-    def _cut_batch(self) -> list[WireOp] | None:
-        self._release_barriers()
-        if not self._batch_ready():
-            return None
+    def _cut_one(self) -> list[WireOp]:
         limit = self.transport.max_batch_bytes - 16
         batch: list[WireOp] = []
         size = 0
@@ -369,44 +394,85 @@ class Worker:
             batch.append(item)
             size += len(item.data) + 1
         self._pending_ops -= len(batch)
+        self._pending_bytes -= size - len(batch)
         if self._pending_ops:
             self._oldest = time.monotonic()
-        return batch or None
+        return batch
 
-    def _release_barriers(self) -> None:
+    def _pass_barriers(self) -> None:
         pending = self._pending
         while pending and isinstance(pending[0], _Barrier):
             barrier = pending.popleft()
             assert isinstance(barrier, _Barrier)
             self._barriers -= 1
-            barrier.done.set()
+            self._hand_over(barrier)
+
+    def _hand_over(self, item: list[WireOp] | _Barrier) -> None:
+        with self._outbox_ready:
+            self._outbox.append(item)
+            self._outbox_ready.notify()
+
+    # -- the sender ----------------------------------------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        try:
+            while True:
+                with self._outbox_ready:
+                    while not self._outbox:
+                        if self._stop.is_set() or self._exit_now:
+                            return
+                        if not self._running and (self._exit_when_idle or self._encoder is None
+                                                  or not self._encoder.is_alive()):
+                            return
+                        self._outbox_ready.wait(0.5)
+                if self._stop.is_set():
+                    return
+                try:
+                    self._send_next()
+                except Exception:
+                    logger.exception("analytics_cio: unexpected error while sending; the sender keeps running")
+                if self._exit_now:
+                    return
+        finally:
+            if self._stop.is_set():
+                self._abandon()
+
+    def _send_next(self) -> None:
+        with self._outbox_ready:
+            item = self._outbox.popleft()
+            if not isinstance(item, _Barrier):
+                self._in_flight = item
+        if isinstance(item, _Barrier):
+            item.done.set()
+            return
+        try:
+            self._send(item)
+        finally:
+            self._in_flight = None
+            if not self._outbox:
+                self._wake.set()  # the encoder may now send a partial batch it was holding back
 
     def _send(self, batch: list[WireOp]) -> None:
         try:
             settled = deliver(self.transport, self.policy, batch, self._safe_report, self._wait_between, self._stop)
         finally:
-            self._held_ops -= len(batch)
-            self._held_bytes -= sum(len(op.data) for op in batch)
-        unsettled = len(batch) - len(settled)
+            with self._held_lock:
+                self._held_ops -= len(batch)
+                self._held_bytes -= sum(len(op.data) for op in batch)
         if settled and self.spool is not None:
             try:
                 self.spool.remove(settled)
             except Exception:
                 logger.exception("analytics_cio: could not update the spool")
-        if unsettled:
+        if len(settled) < len(batch):
             settled_ids = {id(op) for op in settled}
             self._give_up([op for op in batch if id(op) not in settled_ids])
 
     def _wait_between(self, seconds: float) -> bool:
-        """Sleep between retries, encoding new arrivals meanwhile. False when shutdown cuts the wait."""
-        deadline = time.monotonic() + seconds
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return True
-            if self._stop.wait(min(remaining, max(self.upload_interval, 0.05))):
-                return False
-            self._drain_inbox()
+        """Sleep between retries; False when shutdown cuts the wait."""
+        return not self._stop.wait(seconds)
+
+    # -- giving up -----------------------------------------------------------------------------------------
 
     def _give_up(self, ops: Sequence[WireOp]) -> None:
         if not ops:
@@ -421,19 +487,26 @@ class Worker:
         """Shutdown passed its timeout: report (or leave in the spool) everything still queued."""
         leftovers: list[WireOp] = []
         messages: list[Message] = []
-        while self._pending:
-            item = self._pending.popleft()
+        with self._outbox_ready:
+            outbox = list(self._outbox)
+            self._outbox.clear()
+        for item in [*outbox, *self._pending]:
             if isinstance(item, _Barrier):
                 item.done.set()
+            elif isinstance(item, list):
+                leftovers.extend(item)
             else:
                 leftovers.append(item)
+        self._pending.clear()
         while self._inbox:
             item = self._inbox.popleft()
             if isinstance(item, _Barrier):
                 item.done.set()
             else:
                 messages.append(item)
-        self._pending_ops = self._held_ops = self._held_bytes = self._barriers = 0
+        self._pending_ops = self._pending_bytes = self._barriers = 0
+        with self._held_lock:
+            self._held_ops = self._held_bytes = 0
         self._give_up(leftovers)
         if messages:
             self._safe_report(ShutdownError("the client shut down before these could be sent"), messages)
@@ -448,10 +521,13 @@ class Worker:
             return
         if backlog:
             logger.info("analytics_cio: delivering %d operations left in the spool", len(backlog))
+            size = sum(len(op.data) for op in backlog)
             self._pending.extendleft(reversed(backlog))
             self._pending_ops += len(backlog)
-            self._held_ops += len(backlog)
-            self._held_bytes += sum(len(op.data) for op in backlog)
+            self._pending_bytes += size
+            with self._held_lock:
+                self._held_ops += len(backlog)
+                self._held_bytes += size
             self._oldest = time.monotonic() - self.upload_interval
 
     def _safe_report(self, error: DeliveryError, messages: Sequence[Message]) -> None:
