@@ -60,6 +60,7 @@ class _Barrier:
 
 
 Pending = Union[WireOp, _Barrier]
+SPOOL_DELAY = 0.05  # seconds: the longest a message waits in memory before it is written to the spool
 
 
 def deliver(
@@ -325,9 +326,12 @@ class Worker:
         # A partial batch: send it when it is old enough and the sender is free (else it may still fill up).
         remaining = self._oldest + self.upload_interval - time.monotonic()
         if remaining > 0 or self._outbox or self._in_flight is not None:
+            wait = max(remaining, 0.01) if remaining > 0 else self.upload_interval
+            if self.spool is not None:  # new arrivals reach the spool within SPOOL_DELAY, not upload_interval
+                wait = min(wait, SPOOL_DELAY)
             self._wake.clear()
             if not self._inbox:
-                self._wake.wait(max(remaining, 0.01) if remaining > 0 else self.upload_interval)
+                self._wake.wait(wait)
 
     def _drain_inbox(self) -> None:
         inbox = self._inbox

@@ -332,3 +332,26 @@ def test_refused_ops_leave_the_spool(server: LocalCustomerIO, tmp_path: Any, err
     client.shutdown()
     assert SqliteSpool(spool).count() == 0 and len(errors) == 1
 
+
+
+def test_the_spool_takes_each_message_promptly_even_while_a_batch_is_held(server: LocalCustomerIO,
+                                                                           tmp_path: Any) -> None:
+    spool = tmp_path / "spool.db"
+    client = Client(SITE_ID, API_KEY, host=server.url, spool_path=str(spool), upload_interval=3600)
+    reader = SqliteSpool(spool)
+
+    def spooled(n: int) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if reader.count() == n:
+                return True
+            time.sleep(0.01)
+        return False
+
+    client.track("u", "First")
+    assert spooled(1)
+    client.track("u", "Second")  # the first is held for an hour's batch: the second must not wait for it
+    assert spooled(2)
+    assert server.requests == []
+    client.shutdown()
+    assert reader.count() == 0 and len(server.ops()) == 2
