@@ -152,7 +152,26 @@ class Adapter:
         pass
 
 
-class SegmentAdapter(Adapter):
+class SegmentApiAdapter(Adapter):
+    """A client with analytics-python's API: ``identify``/``track`` returning ``(ok, msg)``, ``flush``, ``shutdown``."""
+
+    client: Any
+
+    def call(self, kind: str, user_id: str, name: Optional[str], payload: dict[str, Any]) -> bool:
+        if kind == "identify":
+            ok, _ = self.client.identify(user_id=user_id, traits=payload)
+        else:
+            ok, _ = self.client.track(user_id=user_id, event=name, properties=payload)
+        return bool(ok)
+
+    def flush(self) -> None:
+        self.client.flush()
+
+    def shutdown(self) -> None:
+        self.client.shutdown()
+
+
+class SegmentAdapter(SegmentApiAdapter):
     name = "segment"
 
     def __init__(self, url: str, on_error: Callable[[Any, Any], None], mode: str) -> None:
@@ -168,18 +187,6 @@ class SegmentAdapter(Adapter):
     def version(self) -> str:
         return metadata.version("segment-analytics-python")
 
-    def call(self, kind: str, user_id: str, name: Optional[str], payload: dict[str, Any]) -> bool:
-        if kind == "identify":
-            ok, _ = self.client.identify(user_id=user_id, traits=payload)
-        else:
-            ok, _ = self.client.track(user_id=user_id, event=name, properties=payload)
-        return bool(ok)
-
-    def flush(self) -> None:
-        self.client.flush()
-
-    def shutdown(self) -> None:
-        self.client.shutdown()
 
 
 class CdpAdapter(SegmentAdapter):
@@ -250,7 +257,7 @@ def _local_customerio_class(base: type) -> type:
     return LocalCustomerIO
 
 
-class AnalyticsCioAdapter(Adapter):
+class AnalyticsCioAdapter(SegmentApiAdapter):
     """This project's client, through its public API only (api.md)."""
 
     api_version = "v2"
@@ -300,18 +307,6 @@ class AnalyticsCioAdapter(Adapter):
         version = getattr(self.module, "__version__", "") or getattr(self.module, "VERSION", "")
         return str(version or "checkout")
 
-    def call(self, kind: str, user_id: str, name: Optional[str], payload: dict[str, Any]) -> bool:
-        if kind == "identify":
-            ok, _ = self.client.identify(user_id=user_id, traits=payload)
-        else:
-            ok, _ = self.client.track(user_id=user_id, event=name, properties=payload)
-        return bool(ok)
-
-    def flush(self) -> None:
-        self.client.flush()
-
-    def shutdown(self) -> None:
-        self.client.shutdown()
 
 
 class AnalyticsCioV1Adapter(AnalyticsCioAdapter):
@@ -516,6 +511,22 @@ def pick_cpus(pin: bool) -> tuple[Optional[int], Optional[int]]:
         return None, None
     cpus = sorted(os.sched_getaffinity(0))
     return cpus[0], cpus[1] if len(cpus) > 1 else cpus[0]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, default_json: str) -> None:
+    """The options both benchmark scripts take the same way."""
+    parser.add_argument("--json", default=default_json, help="results file (default %(default)s)")
+    parser.add_argument("--pin", action="store_true", help="pin libraries to one core, server to another")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a library may take (then killed)")
+
+
+def announce(pin: bool) -> tuple[dict[str, Any], Optional[int], Optional[int]]:
+    """Print where the run happens; return the environment record and the client and server CPUs."""
+    client_cpu, server_cpu = pick_cpus(pin)
+    env = environment(pin)
+    placement = f"pinned: client cpu {client_cpu}, server cpu {server_cpu}" if pin else "unpinned"
+    print(f"Python {env['python']} on {env['platform']}, {env['cpus']} CPUs, {placement}", flush=True)
+    return env, client_cpu, server_cpu
 
 
 def environment(pin: bool) -> dict[str, Any]:

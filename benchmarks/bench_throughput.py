@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from _harness import ALL_LIBS, environment, markdown_table, parse_libs, pick_cpus, spawn_worker, write_json
+from _harness import ALL_LIBS, add_common_arguments, announce, markdown_table, parse_libs, spawn_worker, write_json
 from fast_server import FastServer
 
 DEFAULT_JSON = str(Path(__file__).resolve().parent / "results" / "latest.json")
@@ -165,15 +165,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         help=f"comma-separated subset of {','.join(ALL_LIBS)} (default: all)",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="runs per library; the table shows medians")
-    parser.add_argument("--json", default=DEFAULT_JSON, help="results file (default %(default)s)")
-    parser.add_argument("--pin", action="store_true", help="pin libraries to one core, server to another")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds a library may take (then killed)")
+    add_common_arguments(parser, DEFAULT_JSON)
     args = parser.parse_args(argv)
     libs = parse_libs(args.libs, ALL_LIBS)
-    client_cpu, server_cpu = pick_cpus(args.pin)
-    env = environment(args.pin)
-    placement = f"pinned: client cpu {client_cpu}, server cpu {server_cpu}" if args.pin else "unpinned"
-    print(f"Python {env['python']} on {env['platform']}, {env['cpus']} CPUs, {placement}", flush=True)
+    env, client_cpu, server_cpu = announce(args.pin)
 
     runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
     errors: dict[str, str] = {}
