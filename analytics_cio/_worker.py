@@ -175,6 +175,8 @@ class Worker:
         self._wake = threading.Event()
         self._signaled = False
         self._stop = threading.Event()  # abandon retries and exit (shutdown past its timeout)
+        self._flushes = 0  # flushes asked for; one that came after a batch started cuts its retry wait short
+        self._flushes_seen = 0
         self._exit_when_idle = False  # close(): send everything queued, then exit
         self._exit_now = False  # join(): exit after the current batch
         self._lock = threading.Lock()
@@ -223,6 +225,7 @@ class Worker:
         barrier = _Barrier()
         self._inbox.append(barrier)
         self._signaled = True
+        self._flushes += 1
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -449,6 +452,7 @@ class Worker:
         if isinstance(item, _Barrier):
             item.done.set()
             return
+        self._flushes_seen = self._flushes
         try:
             self._send(item)
         finally:
@@ -473,8 +477,18 @@ class Worker:
             self._give_up([op for op in batch if id(op) not in settled_ids])
 
     def _wait_between(self, seconds: float) -> bool:
-        """Sleep between retries; False when shutdown cuts the wait."""
-        return not self._stop.wait(seconds)
+        """Sleep between retries; False when shutdown cuts the wait. A flush cuts it short too, for one retry
+        now (a server's Retry-After still holds: the rate limiter keeps every request back until then)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if self._flushes != self._flushes_seen:  # each flush cuts one wait short
+                self._flushes_seen = self._flushes
+                return True
+            if remaining <= 0:
+                return True
+            if self._stop.wait(min(remaining, 0.05)):
+                return False
 
     # -- giving up -----------------------------------------------------------------------------------------
 

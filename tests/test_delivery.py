@@ -355,3 +355,30 @@ def test_the_spool_takes_each_message_promptly_even_while_a_batch_is_held(server
     assert server.requests == []
     client.shutdown()
     assert reader.count() == 0 and len(server.ops()) == 2
+
+
+class _PatientPolicy(RetryPolicy):
+    """Waits a minute before every retry: only a flush can make the retry happen sooner."""
+
+    def delay(self, attempt: int, elapsed: float, retry_after: float | None = None) -> float | None:
+        return 60.0 if attempt < 3 else None
+
+
+def test_flush_cuts_a_backoff_wait_short(make_client: Callable[..., Client], server: LocalCustomerIO) -> None:
+    server.script(Reply(500))
+    client = make_client()
+    client._worker.policy = _PatientPolicy()
+    client.track("u", "Retried")
+    assert server.wait_for(lambda s: len(s.requests) == 1, timeout=10)
+    assert client.flush(timeout=20) is True  # not after the 60 s backoff: the flush asked for a retry now
+    assert event_names(server) == ["Retried"]
+
+
+def test_flush_does_not_override_retry_after(make_client: Callable[..., Client], server: LocalCustomerIO) -> None:
+    server.script(Reply(429, headers={"Retry-After": "30"}))
+    client = make_client()
+    client._worker.policy = _PatientPolicy()
+    client.track("u", "Waits")
+    assert server.wait_for(lambda s: len(s.requests) == 1, timeout=10)
+    assert client.flush(timeout=1.0) is False  # the server asked for 30 s; a flush does not cut that
+    assert len(server.requests) == 1
