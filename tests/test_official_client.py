@@ -29,9 +29,15 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from importlib import metadata
 from typing import Any
 
 import pytest
+
+# The comparison is with the current official client (3.x, Python >= 3.10); 2.x has other signatures.
+if int(metadata.version("customerio").split(".")[0]) < 3:
+    pytest.skip("the comparison is written for customerio 3.x", allow_module_level=True)
+
 from customerio import CustomerIO, CustomerIOException
 
 from analytics_cio import Client
