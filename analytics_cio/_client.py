@@ -14,12 +14,13 @@ from typing import Any, Callable, Optional
 from . import _message
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, DeliveryError, QueueFullError, ShutdownError
-from ._limits import check_op, check_size
+from ._limits import OP_BYTES, check_op, check_size
 from ._mapping import MappingOptions, is_disabled, map_message
 from ._message import Message
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy
 from ._transport import BatchTransport, RequestTransport, Transport, WireOp
+from ._v1 import ENTITY_PATH
 from ._worker import Worker, deliver
 
 logger = logging.getLogger("analytics_cio")
@@ -396,7 +397,10 @@ class Client:
         for op in mapped.ops:
             wire = self.transport.prepare(op, message)
             size = len(wire.data)
-            problem = check_op(op, size, self._encode) or check_size(size, self.transport.max_op_bytes, "operation")
+            # An operation sent as one v2 entity (the v1 transport's objects, and ids a v1 path would misread) is
+            # held to the v2 operation limit whatever the transport.
+            op_limit = OP_BYTES if wire.path == ENTITY_PATH else self.transport.max_op_bytes
+            problem = check_op(op, size, self._encode) or check_size(size, op_limit, "operation")
             if problem is not None:
                 report(problem, [message])
                 continue

@@ -27,6 +27,8 @@ Op = dict[str, Any]
 Message = Mapping[str, Any]
 
 EVENT_NAME_BYTES: Final = 100
+# The integrations keys Segment users have for Customer.io: the classic destination's, then the Actions one's.
+DESTINATION_NAMES: Final = ("Customer.io", "Customer.io (Actions)")
 EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 DEVICE_ADD_EVENTS: Final = frozenset({"Application Installed", "Application Opened", "Device Created or Updated"})
@@ -89,9 +91,10 @@ def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
     """Whether ``integrations`` turns Customer.io off for this message, as Segment reads it."""
     if not integrations:
         return False
-    own = integrations.get("Customer.io")
-    if own is not None:
-        return own is False
+    for name in DESTINATION_NAMES:
+        own = integrations.get(name)
+        if own is not None:
+            return own is False
     return integrations.get("All") is False
 
 

@@ -425,3 +425,21 @@ def test_debug_does_not_stack_handlers(make_client: Callable[..., Client]) -> No
                 and not isinstance(h, logging.NullHandler) and type(h) is logging.StreamHandler]
     assert len(handlers) == 1
 
+
+
+def test_the_actions_destination_name_opts_out_too(client: Client, server: LocalCustomerIO) -> None:
+    assert client.track("u", "A", integrations={"Customer.io (Actions)": False})[0]
+    assert client.track("u", "B", integrations={"All": False, "Customer.io (Actions)": True})[0]
+    client.flush()
+    assert [op["name"] for op in server.ops()] == ["B"]
+
+
+def test_a_v1_op_rerouted_to_the_entity_endpoint_keeps_the_32kb_limit(make_client: Callable[..., Client],
+                                                                      server: LocalCustomerIO,
+                                                                      errors: Errors) -> None:
+    client = make_client(api_version="v1")
+    _, msg = client.identify("..", {f"k{i}": "v" * 900 for i in range(40)})  # ".." travels as a v2 entity
+    client.identify("..", {"plan": "pro"})
+    client.flush()
+    assert errors.messages == [msg] and errors[0][0].field == "operation" and "32768" in str(errors[0][0])
+    assert [(r.method, r.path) for r in server.requests] == [("POST", "/api/v2/entity")]
