@@ -25,7 +25,8 @@ from .._encoding import encode
 from .._errors import DeliveryError
 from .._limits import BATCH_BYTES, OP_BYTES
 from .._transport import DELIVERED, Outcome, WireOp
-from ._state import State, check_op_size, validate_op
+from ._state import State
+from ._validation import check_op_size, validate_op
 
 if TYPE_CHECKING:
     from .._client import Client

@@ -28,7 +28,7 @@ Sizes are counted on the decompressed body: a v2 batch request must be under :da
 bytes: 499,999 is accepted, 500,000 is 413), an entity request at most :data:`ENTITY_LIMIT` (32,768 bytes), each
 batch op at most 32,768 bytes as compact UTF-8 JSON. A 207 lists one error per invalid op (its first problem).
 An empty batch is a 400. v1 ``POST /api/v1/events`` requires ``anonymous_id``. JSON with NaN or Infinity is
-invalid. The validation rules and the model's choices are in ``_state.py``.
+invalid. The validation rules are in ``_validation.py``, the model's choices in ``_state.py``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeV
 from urllib.parse import unquote, urlsplit
 
 from ._page import CONTENT_SECURITY_POLICY, render_page
-from ._state import EVENT_ACTIONS, Op, Problem, State, check_op_size, validate_op
+from ._state import State
+from ._validation import EVENT_ACTIONS, Op, Problem, check_op_size, validate_op
 
 __all__ = ["Faults", "LocalCustomerIO", "RecordedRequest", "Reply"]
 
