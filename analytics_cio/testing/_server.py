@@ -6,9 +6,9 @@ developers point an app at it and watch ``GET /`` in a browser.
 
 What happens to a request, in order:
 
-1. The body is read (``Content-Length`` or chunked; at most :data:`MAX_BODY` bytes, else 413 and the connection
-   closes). Inspection endpoints (``/``, ``/_state``, ``/_requests``, ``POST /_reset``, ``/favicon.ico``) are
-   answered now and never recorded.
+1. The body is read (``Content-Length`` or chunked; at most :data:`~analytics_cio.testing._httpd.MAX_BODY`
+   bytes, else 413 and the connection closes). Inspection endpoints (``/``, ``/_state``, ``/_requests``,
+   ``POST /_reset``, ``/favicon.ico``) are answered now and never recorded.
 2. A scripted :class:`Reply`, if one is queued, answers it; else :class:`Faults` may delay, drop or fail it.
    Neither reaches validation or state.
 3. The path must be one of the Track API's (404; 405 for a wrong method), then HTTP Basic auth (401).
@@ -41,18 +41,16 @@ import hmac
 import json
 import logging
 import random
-import socket
-import struct
 import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 from urllib.parse import unquote, urlsplit
 
+from ._httpd import MAX_BODY, Answer, FramingError, HTTPHandler, HTTPServer
 from ._page import CONTENT_SECURITY_POLICY, render_page
 from ._state import State
 from ._validation import EVENT_ACTIONS, Op, Problem, check_op_size, validate_op
@@ -64,7 +62,6 @@ _T = TypeVar("_T")
 
 BATCH_LIMIT = 500_000  # a v2 batch request must be smaller than this
 ENTITY_LIMIT = 32_768  # a v2 entity request may be this big
-MAX_BODY = 10_000_000  # anything bigger is not read at all (413, connection closed)
 _RETRY_AFTER_STATUSES = (429, 503)
 
 
@@ -173,12 +170,6 @@ class RecordedRequest:
 # ---------------------------------------------------------------------------------------------- the server
 
 
-class _Answer(NamedTuple):
-    status: int
-    body: bytes
-    headers: Mapping[str, str]
-
-
 _Ticket = Tuple[int, int, float]  # (generation, arrival number, monotonic time)
 
 
@@ -209,7 +200,7 @@ class LocalCustomerIO:
         self.state = State()
         self._port = port
         self._lock = threading.Condition(threading.RLock())
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer[LocalCustomerIO] | None = None
         self._thread: threading.Thread | None = None
         self._script: deque[Reply] = deque()
         self._requests: List[RecordedRequest] = []
@@ -234,7 +225,7 @@ class LocalCustomerIO:
         """Serve in a daemon thread (again on the same port after a stop). Returns self."""
         with self._lock:
             if self._httpd is None:
-                httpd = _HTTPServer((self.host, self._port), self)
+                httpd = HTTPServer((self.host, self._port), _RequestHandler, self)
                 self._port = int(httpd.server_address[1])
                 self._thread = threading.Thread(
                     target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -368,7 +359,7 @@ class LocalCustomerIO:
             for given, expected in ((user, self.site_id), (password, self.api_key))
         )
 
-    def _dispatch(self, method: str, raw_path: str, headers: Headers, body: _Body | _Answer) -> _Answer:
+    def _dispatch(self, method: str, raw_path: str, headers: Headers, body: _Body | Answer) -> Answer:
         segments = [unquote(s) for s in raw_path.split("/")[1:]]
         v2 = raw_path.startswith("/api/v2/")
         allowed: list[str] = []
@@ -382,7 +373,7 @@ class LocalCustomerIO:
             if not self._authorized(headers.get("authorization")):
                 return _json_answer(401, {"meta": {"error": "Unauthorized request"}},
                                     {"WWW-Authenticate": 'Basic realm="Customer.io"'})
-            return body if isinstance(body, _Answer) else handler(self, params, body)
+            return body if isinstance(body, Answer) else handler(self, params, body)
         if allowed:
             return _error(405, "method not allowed", v2, {"Allow": ", ".join(sorted(set(allowed)))})
         return _error(404, "not found", v2)
@@ -397,14 +388,14 @@ class LocalCustomerIO:
 # ---------------------------------------------------------------------------------------------- answers
 
 
-def _json_answer(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Answer:
-    return _Answer(status, json.dumps(payload, separators=(",", ":")).encode("utf-8"), headers or {})
+def _json_answer(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Answer:
+    return Answer(status, json.dumps(payload, separators=(",", ":")).encode("utf-8"), headers or {})
 
 
 _OK = _json_answer(200, {})
 
 
-def _error(status: int, message: str, v2: bool, headers: Mapping[str, str] | None = None) -> _Answer:
+def _error(status: int, message: str, v2: bool, headers: Mapping[str, str] | None = None) -> Answer:
     """An error in the shape of the API version the request was for."""
     if v2:
         reason = {413: "too_large", 415: "invalid"}.get(status, "invalid" if status == 400 else "error")
@@ -412,14 +403,14 @@ def _error(status: int, message: str, v2: bool, headers: Mapping[str, str] | Non
     return _json_answer(status, {"meta": {"errors": [message]}}, headers)
 
 
-def _v1_invalid(problems: list[Problem], *, merge: bool = False) -> _Answer:
+def _v1_invalid(problems: list[Problem], *, merge: bool = False) -> Answer:
     messages = [p.message for p in problems]
     if merge:
         return _json_answer(400, {"meta": {"error": "; ".join(messages)}})
     return _json_answer(400, {"meta": {"errors": messages}})
 
 
-def _v2_invalid(problems: list[Problem]) -> _Answer:
+def _v2_invalid(problems: list[Problem]) -> Answer:
     return _json_answer(400, {"errors": [p._asdict() for p in problems]})
 
 
@@ -461,7 +452,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
-def _decode_body(body: bytes, encoding: str | None, v2: bool) -> _Body | _Answer:
+def _decode_body(body: bytes, encoding: str | None, v2: bool) -> _Body | Answer:
     coding = (encoding or "identity").strip().lower()
     if coding in ("", "identity"):
         return _Body(body)
@@ -499,7 +490,7 @@ def _v1_object(body: _Body) -> tuple[dict[str, Any] | None, list[Problem]]:
 
 def _v1_apply(
     app: LocalCustomerIO, ops: list[Op], problems: list[Problem] | None = None, *, merge: bool = False
-) -> _Answer:
+) -> Answer:
     """Validate and apply the ops a v1 request stands for; ``problems`` were found translating it."""
     if app.validate:
         problems = (problems or []) + [p for op in ops for p in validate_op(op)]
@@ -514,7 +505,7 @@ def _v1_apply(
 _V1_CONTROL = ("_update", "_timestamp", "cio_relationships")
 
 
-def _v1_identify(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_identify(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     identifiers = _person_from_path(params[0])
     data, problems = ({}, []) if body.empty else _v1_object(body)
     if data is None:
@@ -546,8 +537,8 @@ def _v1_identify(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answe
     return _v1_apply(app, ops, problems)
 
 
-def _v1_person_action(action: str) -> Callable[[LocalCustomerIO, list[str], _Body], _Answer]:
-    def handle(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_person_action(action: str) -> Callable[[LocalCustomerIO, list[str], _Body], Answer]:
+    def handle(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
         return _v1_apply(app, [{"type": "person", "action": action, "identifiers": _person_from_path(params[0])}])
 
     return handle
@@ -565,7 +556,7 @@ def _v1_event_op(identifiers: dict[str, Any], data: dict[str, Any]) -> tuple[Op,
     return op, problems
 
 
-def _v1_event(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_event(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
         return _v1_invalid(problems)
@@ -573,7 +564,7 @@ def _v1_event(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
     return _v1_apply(app, [op], problems)
 
 
-def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
         return _v1_invalid(problems)
@@ -583,7 +574,7 @@ def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: _Body) ->
     return _v1_apply(app, [op], problems)
 
 
-def _v1_add_device(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_add_device(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
         return _v1_invalid(problems)
@@ -598,13 +589,13 @@ def _v1_add_device(app: LocalCustomerIO, params: list[str], body: _Body) -> _Ans
     return _v1_apply(app, [op])
 
 
-def _v1_delete_device(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_delete_device(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     op = {"type": "person", "action": "delete_device", "identifiers": _person_from_path(params[0]),
           "device": {"token": params[1]}}
     return _v1_apply(app, [op])
 
 
-def _v1_merge(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_merge(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
         return _v1_invalid(problems, merge=True)
@@ -612,18 +603,18 @@ def _v1_merge(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
     return _v1_apply(app, [op], merge=True)
 
 
-def _v1_region(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v1_region(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     return _json_answer(200, {"url": app.url, "region": app.region, "environment_id": 1})
 
 
-def _v2_body(body: _Body) -> tuple[Any, _Answer | None]:
+def _v2_body(body: _Body) -> tuple[Any, Answer | None]:
     try:
         return body.json(), None
     except ValueError as exc:
         return None, _v2_invalid([Problem("invalid", "", f"invalid JSON: {exc}")])
 
 
-def _v2_entity(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v2_entity(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     if len(body.raw) > ENTITY_LIMIT:
         return _error(413, f"an entity request may be at most {ENTITY_LIMIT} bytes", True)
     op, invalid = _v2_body(body)
@@ -637,7 +628,7 @@ def _v2_entity(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
     return _OK
 
 
-def _v2_batch(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
+def _v2_batch(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
     if len(body.raw) >= BATCH_LIMIT:
         return _error(413, f"a batch request must be smaller than {BATCH_LIMIT} bytes", True)
     data, invalid = _v2_body(body)
@@ -657,7 +648,7 @@ def _v2_batch(app: LocalCustomerIO, params: list[str], body: _Body) -> _Answer:
     return _json_answer(207, {"errors": errors}) if errors else _OK
 
 
-_Handler = Callable[[LocalCustomerIO, List[str], _Body], _Answer]
+_Handler = Callable[[LocalCustomerIO, List[str], _Body], Answer]
 
 
 _ROUTES: list[tuple[tuple[str, ...], tuple[str, ...], _Handler]] = [
@@ -691,30 +682,13 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
     return params
 
 
-# ---------------------------------------------------------------------------------------------- HTTP
+# ---------------------------------------------------------------------------------------------- a request
 
 
-class _FramingError(Exception):
-    """The body cannot be read: answer ``status`` and close the connection."""
+class _RequestHandler(HTTPHandler):
+    """One connection's requests, each taken through the steps in this module's docstring."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive; every answer has a Content-Length
-    server_version = "analytics-cio-local"
-    sys_version = ""
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # one write per answer already; no Nagle delay for the small ones either
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests send thousands of requests."""
+    server: HTTPServer[LocalCustomerIO]
 
     def do_GET(self) -> None:
         self._handle()
@@ -742,21 +716,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if raw_path == "/" or raw_path.startswith("/_") or raw_path == "/favicon.ico":
             try:
                 self._read_body()
-            except _FramingError as exc:
+            except FramingError as exc:
                 self.close_connection = True
                 self._send(_error(exc.status, str(exc), v2))
             else:
                 self._send(self._inspect(raw_path))
             return
         ticket = app._arrive()
-        answer: _Answer | None
+        answer: Answer | None
         headers = Headers()
         for name, value in self.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         try:
             raw = self._read_body()
-        except _FramingError as exc:
+        except FramingError as exc:
             self.close_connection = True
             raw, answer = b"", _error(exc.status, str(exc), v2)
         else:
@@ -772,8 +746,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send(answer)
 
     def _decide(
-        self, app: LocalCustomerIO, raw_path: str, headers: Headers, body: _Body | _Answer
-    ) -> _Answer | None:
+        self, app: LocalCustomerIO, raw_path: str, headers: Headers, body: _Body | Answer
+    ) -> Answer | None:
         """The answer to an API request, or None to drop the connection."""
         reply = app._next_reply()
         if reply is not None:
@@ -781,7 +755,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return None
             if reply.drop:
                 return None
-            return _Answer(reply.status, reply.encoded_body(), reply.headers or {})
+            return Answer(reply.status, reply.encoded_body(), reply.headers or {})
         faults = app.faults
         drop_draw, error_draw = app._draw(faults)
         if faults.latency and self.server.stopping.wait(faults.latency):
@@ -796,12 +770,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return _error(status, f"simulated fault: HTTP {status}", raw_path.startswith("/api/v2/"), extra)
         return app._dispatch(self.command, raw_path, headers, body)
 
-    def _inspect(self, raw_path: str) -> _Answer:
+    def _inspect(self, raw_path: str) -> Answer:
         app = self.server.app
         if raw_path == "/favicon.ico":
-            return _Answer(404, b"", {})
-        pages: dict[str, Callable[[], _Answer]] = {
-            "/": lambda: _Answer(
+            return Answer(404, b"", {})
+        pages: dict[str, Callable[[], Answer]] = {
+            "/": lambda: Answer(
                 200,
                 render_page(app.state.snapshot(), url=app.url, request_count=app.request_count).encode(
                     "utf-8", "replace"
@@ -825,126 +799,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return _error(405, "method not allowed", False, {"Allow": "GET"})
         return pages[raw_path]()
 
-    def _read_body(self) -> bytes:
-        transfer = self.headers.get("Transfer-Encoding")
-        if transfer is not None:
-            if transfer.strip().lower() != "chunked":
-                raise _FramingError(501, f"unsupported Transfer-Encoding {transfer!r}")
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            raise _FramingError(400, "invalid Content-Length") from None
-        if size < 0:
-            raise _FramingError(400, "invalid Content-Length")
-        if size > MAX_BODY:
-            raise _FramingError(413, f"the body is over {MAX_BODY} bytes")
-        body = self.rfile.read(size)
-        if len(body) < size:
-            raise _FramingError(400, "the body ended early")
-        return body
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _FramingError(400, "invalid chunked body") from None
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return b"".join(chunks)
-            total += size
-            if size < 0 or total > MAX_BODY:
-                raise _FramingError(413, f"the body is over {MAX_BODY} bytes")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size or self.rfile.readline(3).strip():
-                raise _FramingError(400, "invalid chunked body")
-            chunks.append(chunk)
-
-    def _send(self, answer: _Answer) -> None:
-        status, body, extra = answer
-        reason = self.responses.get(status, ("",))[0]
-        lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}", f"Date: {self.date_time_string()}"]
-        names = {name.lower() for name in extra}
-        if "content-type" not in names and status != 204:
-            lines.append("Content-Type: application/json")
-        lines += [f"{name}: {value}" for name, value in extra.items() if name.lower() != "content-length"]
-        if status == 204:
-            body = b""
-        else:
-            lines.append(f"Content-Length: {len(body)}")
-        if self.close_connection:
-            lines.append("Connection: close")
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        self.server.drop(self.connection)
-
-
 def _format_retry_after(value: float | str) -> str:
     if isinstance(value, str):
         return value
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # bursts of new connections from concurrent clients
-
-    def __init__(self, address: tuple[str, int], app: LocalCustomerIO) -> None:
-        self.app = app
-        self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._dropped: set[socket.socket] = set()
-        self._idle = threading.Condition()
-        super().__init__(address, _RequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._idle:
-            if self.stopping.is_set():
-                self.close_request(request)
-                return
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._idle:
-            dropped = request in self._dropped
-            self._dropped.discard(request)
-        if dropped:  # close with a reset, not a graceful FIN
-            with contextlib.suppress(OSError):
-                request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_request(request)
-        else:
-            super().shutdown_request(request)
-        with self._idle:
-            self._connections.discard(request)
-            self._idle.notify_all()
-
-    def drop(self, connection: socket.socket) -> None:
-        with self._idle:
-            self._dropped.add(connection)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("connection from %s failed", client_address, exc_info=True)
-
-    def close_connections(self) -> None:
-        """Wake every handler waiting on a kept-alive connection, so it finishes."""
-        with self._idle:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._connections, timeout)
