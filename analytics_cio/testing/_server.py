@@ -43,14 +43,14 @@ import logging
 import random
 import threading
 import time
-import zlib
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 from urllib.parse import unquote, urlsplit
 
-from ._httpd import MAX_BODY, Answer, FramingError, HTTPHandler, HTTPServer
+from ._answers import OK, error, json_answer, v1_invalid, v2_invalid
+from ._body import Body, decode_body, parse_json
+from ._httpd import Answer, FramingError, HTTPHandler, HTTPServer
 from ._page import CONTENT_SECURITY_POLICY, render_page
 from ._state import State
 from ._validation import EVENT_ACTIONS, Op, Problem, check_op_size, validate_op
@@ -162,7 +162,7 @@ class RecordedRequest:
     def json(self) -> Any:
         """The parsed body, or None when it is empty or not JSON."""
         try:
-            return _parse_json(self.body)
+            return parse_json(self.body)
         except ValueError:
             return None
 
@@ -359,7 +359,7 @@ class LocalCustomerIO:
             for given, expected in ((user, self.site_id), (password, self.api_key))
         )
 
-    def _dispatch(self, method: str, raw_path: str, headers: Headers, body: _Body | Answer) -> Answer:
+    def _dispatch(self, method: str, raw_path: str, headers: Headers, body: Body | Answer) -> Answer:
         segments = [unquote(s) for s in raw_path.split("/")[1:]]
         v2 = raw_path.startswith("/api/v2/")
         allowed: list[str] = []
@@ -371,99 +371,18 @@ class LocalCustomerIO:
                 allowed += methods
                 continue
             if not self._authorized(headers.get("authorization")):
-                return _json_answer(401, {"meta": {"error": "Unauthorized request"}},
+                return json_answer(401, {"meta": {"error": "Unauthorized request"}},
                                     {"WWW-Authenticate": 'Basic realm="Customer.io"'})
             return body if isinstance(body, Answer) else handler(self, params, body)
         if allowed:
-            return _error(405, "method not allowed", v2, {"Allow": ", ".join(sorted(set(allowed)))})
-        return _error(404, "not found", v2)
+            return error(405, "method not allowed", v2, {"Allow": ", ".join(sorted(set(allowed)))})
+        return error(404, "not found", v2)
 
     def _apply(self, ops: list[Op], *, v2: bool) -> None:
         self.state.apply_valid(ops)
         if v2:
             with self._lock:
                 self._ops.extend(ops)
-
-
-# ---------------------------------------------------------------------------------------------- answers
-
-
-def _json_answer(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Answer:
-    return Answer(status, json.dumps(payload, separators=(",", ":")).encode("utf-8"), headers or {})
-
-
-_OK = _json_answer(200, {})
-
-
-def _error(status: int, message: str, v2: bool, headers: Mapping[str, str] | None = None) -> Answer:
-    """An error in the shape of the API version the request was for."""
-    if v2:
-        reason = {413: "too_large", 415: "invalid"}.get(status, "invalid" if status == 400 else "error")
-        return _json_answer(status, {"errors": [{"reason": reason, "field": "", "message": message}]}, headers)
-    return _json_answer(status, {"meta": {"errors": [message]}}, headers)
-
-
-def _v1_invalid(problems: list[Problem], *, merge: bool = False) -> Answer:
-    messages = [p.message for p in problems]
-    if merge:
-        return _json_answer(400, {"meta": {"error": "; ".join(messages)}})
-    return _json_answer(400, {"meta": {"errors": messages}})
-
-
-def _v2_invalid(problems: list[Problem]) -> Answer:
-    return _json_answer(400, {"errors": [p._asdict() for p in problems]})
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity); ValueError for anything else, including nesting too deep to parse."""
-    if not body.strip():
-        raise ValueError("the body is empty")
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
-
-
-class _Body:
-    """A request body that is known to be readable, with its JSON parsed on demand."""
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-
-    @property
-    def empty(self) -> bool:
-        return not self.raw.strip()
-
-    def json(self) -> Any:
-        return _parse_json(self.raw)
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    decompressor = zlib.decompressobj(wbits=31)
-    out = decompressor.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise OverflowError
-    if not decompressor.eof:
-        raise zlib.error("truncated gzip body")
-    return out
-
-
-def _decode_body(body: bytes, encoding: str | None, v2: bool) -> _Body | Answer:
-    coding = (encoding or "identity").strip().lower()
-    if coding in ("", "identity"):
-        return _Body(body)
-    if coding not in ("gzip", "x-gzip"):
-        return _error(415, f"unsupported Content-Encoding {coding!r}", v2)
-    try:
-        return _Body(_gunzip(body, MAX_BODY))
-    except OverflowError:
-        return _error(413, "the decompressed body is too large", v2)
-    except zlib.error:
-        return _error(400, "the body is not valid gzip", v2)
 
 
 # ---------------------------------------------------------------------------------------------- the Track API
@@ -478,7 +397,7 @@ def _person_from_path(identifier: str) -> dict[str, str]:
     return {"id": identifier}
 
 
-def _v1_object(body: _Body) -> tuple[dict[str, Any] | None, list[Problem]]:
+def _v1_object(body: Body) -> tuple[dict[str, Any] | None, list[Problem]]:
     try:
         value = body.json()
     except ValueError as exc:
@@ -495,21 +414,21 @@ def _v1_apply(
     if app.validate:
         problems = (problems or []) + [p for op in ops for p in validate_op(op)]
         if problems:
-            return _v1_invalid(problems, merge=merge)
+            return v1_invalid(problems, merge=merge)
         app._apply(ops, v2=False)
     else:
         app._apply([op for op in ops if not validate_op(op)], v2=False)  # unusable ops can't be applied
-    return _OK
+    return OK
 
 
 _V1_CONTROL = ("_update", "_timestamp", "cio_relationships")
 
 
-def _v1_identify(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_identify(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     identifiers = _person_from_path(params[0])
     data, problems = ({}, []) if body.empty else _v1_object(body)
     if data is None:
-        return _v1_invalid(problems)
+        return v1_invalid(problems)
     op: Op = {"type": "person", "action": "identify", "identifiers": identifiers,
               "attributes": {k: v for k, v in data.items() if k not in _V1_CONTROL}}
     if "_timestamp" in data:
@@ -537,8 +456,8 @@ def _v1_identify(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer
     return _v1_apply(app, ops, problems)
 
 
-def _v1_person_action(action: str) -> Callable[[LocalCustomerIO, list[str], _Body], Answer]:
-    def handle(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_person_action(action: str) -> Callable[[LocalCustomerIO, list[str], Body], Answer]:
+    def handle(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
         return _v1_apply(app, [{"type": "person", "action": action, "identifiers": _person_from_path(params[0])}])
 
     return handle
@@ -556,87 +475,87 @@ def _v1_event_op(identifiers: dict[str, Any], data: dict[str, Any]) -> tuple[Op,
     return op, problems
 
 
-def _v1_event(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_event(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
-        return _v1_invalid(problems)
+        return v1_invalid(problems)
     op, problems = _v1_event_op(_person_from_path(params[0]), data)
     return _v1_apply(app, [op], problems)
 
 
-def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
-        return _v1_invalid(problems)
+        return v1_invalid(problems)
     if "anonymous_id" not in data:
-        return _v1_invalid([Problem("required", "anonymous_id", "anonymous_id is required")])
+        return v1_invalid([Problem("required", "anonymous_id", "anonymous_id is required")])
     op, problems = _v1_event_op({"anonymous_id": data["anonymous_id"]}, data)
     return _v1_apply(app, [op], problems)
 
 
-def _v1_add_device(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_add_device(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
-        return _v1_invalid(problems)
+        return v1_invalid(problems)
     device = data.get("device")
     if not isinstance(device, dict):
-        return _v1_invalid([Problem("required", "device", "device must be a JSON object")])
+        return v1_invalid([Problem("required", "device", "device must be a JSON object")])
     if "id" not in device:  # v1 calls the token "id" (v2: "token")
-        return _v1_invalid([Problem("required", "device.id", "device.id (the device token) is required")])
+        return v1_invalid([Problem("required", "device.id", "device.id (the device token) is required")])
     translated = {"token" if k == "id" else k: v for k, v in device.items() if k != "token"}
     op = {"type": "person", "action": "add_device", "identifiers": _person_from_path(params[0]),
           "device": translated}
     return _v1_apply(app, [op])
 
 
-def _v1_delete_device(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_delete_device(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     op = {"type": "person", "action": "delete_device", "identifiers": _person_from_path(params[0]),
           "device": {"token": params[1]}}
     return _v1_apply(app, [op])
 
 
-def _v1_merge(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v1_merge(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     data, problems = _v1_object(body)
     if data is None:
-        return _v1_invalid(problems, merge=True)
+        return v1_invalid(problems, merge=True)
     op = {"type": "person", "action": "merge", "primary": data.get("primary"), "secondary": data.get("secondary")}
     return _v1_apply(app, [op], merge=True)
 
 
-def _v1_region(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
-    return _json_answer(200, {"url": app.url, "region": app.region, "environment_id": 1})
+def _v1_region(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
+    return json_answer(200, {"url": app.url, "region": app.region, "environment_id": 1})
 
 
-def _v2_body(body: _Body) -> tuple[Any, Answer | None]:
+def _v2_body(body: Body) -> tuple[Any, Answer | None]:
     try:
         return body.json(), None
     except ValueError as exc:
-        return None, _v2_invalid([Problem("invalid", "", f"invalid JSON: {exc}")])
+        return None, v2_invalid([Problem("invalid", "", f"invalid JSON: {exc}")])
 
 
-def _v2_entity(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v2_entity(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     if len(body.raw) > ENTITY_LIMIT:
-        return _error(413, f"an entity request may be at most {ENTITY_LIMIT} bytes", True)
+        return error(413, f"an entity request may be at most {ENTITY_LIMIT} bytes", True)
     op, invalid = _v2_body(body)
     if invalid is not None:
         return invalid
     problems = validate_op(op)
     if problems and app.validate:
-        return _v2_invalid(problems)
+        return v2_invalid(problems)
     if not problems:
         app._apply([op], v2=True)
-    return _OK
+    return OK
 
 
-def _v2_batch(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
+def _v2_batch(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
     if len(body.raw) >= BATCH_LIMIT:
-        return _error(413, f"a batch request must be smaller than {BATCH_LIMIT} bytes", True)
+        return error(413, f"a batch request must be smaller than {BATCH_LIMIT} bytes", True)
     data, invalid = _v2_body(body)
     if invalid is not None:
         return invalid
     batch = data.get("batch") if isinstance(data, dict) else None
     if not isinstance(batch, list) or not batch:
-        return _v2_invalid([Problem("invalid", "batch", "the body must be {\"batch\": [operation, ...]}")])
+        return v2_invalid([Problem("invalid", "batch", "the body must be {\"batch\": [operation, ...]}")])
     errors, accepted = [], []
     for index, op in enumerate(batch):
         problems = validate_op(op) or check_op_size(op)
@@ -645,10 +564,10 @@ def _v2_batch(app: LocalCustomerIO, params: list[str], body: _Body) -> Answer:
         elif app.validate:
             errors.append({"batch_index": index, **problems[0]._asdict()})
     app._apply(accepted, v2=True)
-    return _json_answer(207, {"errors": errors}) if errors else _OK
+    return json_answer(207, {"errors": errors}) if errors else OK
 
 
-_Handler = Callable[[LocalCustomerIO, List[str], _Body], Answer]
+_Handler = Callable[[LocalCustomerIO, List[str], Body], Answer]
 
 
 _ROUTES: list[tuple[tuple[str, ...], tuple[str, ...], _Handler]] = [
@@ -704,7 +623,7 @@ class _RequestHandler(HTTPHandler):
             logger.exception("local Customer.io failed on %s %s", self.command, self.path)
             self.close_connection = True
             with contextlib.suppress(OSError):
-                self._send(_error(500, "internal error in the local Customer.io", False))
+                self._send(error(500, "internal error in the local Customer.io", False))
 
     def _handle_request(self) -> None:
         app = self.server.app
@@ -718,7 +637,7 @@ class _RequestHandler(HTTPHandler):
                 self._read_body()
             except FramingError as exc:
                 self.close_connection = True
-                self._send(_error(exc.status, str(exc), v2))
+                self._send(error(exc.status, str(exc), v2))
             else:
                 self._send(self._inspect(raw_path))
             return
@@ -732,10 +651,10 @@ class _RequestHandler(HTTPHandler):
             raw = self._read_body()
         except FramingError as exc:
             self.close_connection = True
-            raw, answer = b"", _error(exc.status, str(exc), v2)
+            raw, answer = b"", error(exc.status, str(exc), v2)
         else:
-            body = _decode_body(raw, headers.get("content-encoding"), v2)
-            if isinstance(body, _Body):
+            body = decode_body(raw, headers.get("content-encoding"), v2)
+            if isinstance(body, Body):
                 raw = body.raw
             answer = self._decide(app, raw_path, headers, body)
         status = 0 if answer is None else answer.status
@@ -746,7 +665,7 @@ class _RequestHandler(HTTPHandler):
             self._send(answer)
 
     def _decide(
-        self, app: LocalCustomerIO, raw_path: str, headers: Headers, body: _Body | Answer
+        self, app: LocalCustomerIO, raw_path: str, headers: Headers, body: Body | Answer
     ) -> Answer | None:
         """The answer to an API request, or None to drop the connection."""
         reply = app._next_reply()
@@ -767,7 +686,7 @@ class _RequestHandler(HTTPHandler):
             extra = {}
             if faults.retry_after is not None and status in _RETRY_AFTER_STATUSES:
                 extra["Retry-After"] = _format_retry_after(faults.retry_after)
-            return _error(status, f"simulated fault: HTTP {status}", raw_path.startswith("/api/v2/"), extra)
+            return error(status, f"simulated fault: HTTP {status}", raw_path.startswith("/api/v2/"), extra)
         return app._dispatch(self.command, raw_path, headers, body)
 
     def _inspect(self, raw_path: str) -> Answer:
@@ -782,21 +701,21 @@ class _RequestHandler(HTTPHandler):
                 ),
                 {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": CONTENT_SECURITY_POLICY},
             ),
-            "/_state": lambda: _json_answer(200, app.state.snapshot()),
-            "/_requests": lambda: _json_answer(200, [
+            "/_state": lambda: json_answer(200, app.state.snapshot()),
+            "/_requests": lambda: json_answer(200, [
                 {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "json": r.json()}
                 for r in app.requests
             ]),
         }
         if raw_path == "/_reset":
             if self.command != "POST":
-                return _error(405, "method not allowed", False, {"Allow": "POST"})
+                return error(405, "method not allowed", False, {"Allow": "POST"})
             app.reset()
-            return _OK
+            return OK
         if raw_path not in pages:
-            return _error(404, "not found", False)
+            return error(404, "not found", False)
         if self.command != "GET":
-            return _error(405, "method not allowed", False, {"Allow": "GET"})
+            return error(405, "method not allowed", False, {"Allow": "GET"})
         return pages[raw_path]()
 
 def _format_retry_after(value: float | str) -> str:
