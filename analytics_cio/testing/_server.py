@@ -38,133 +38,30 @@ import binascii
 import bisect
 import contextlib
 import hmac
-import json
 import logging
 import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, Callable, List, Tuple
 from urllib.parse import unquote, urlsplit
 
 from ._answers import OK, error, json_answer, v1_invalid, v2_invalid
-from ._body import Body, decode_body, parse_json
+from ._body import Body, decode_body
 from ._httpd import Answer, FramingError, HTTPHandler, HTTPServer
 from ._page import CONTENT_SECURITY_POLICY, render_page
+from ._recorded import Headers, RecordedRequest
+from ._scripting import Faults, Reply
 from ._state import State
 from ._validation import EVENT_ACTIONS, Op, Problem, check_op_size, validate_op
 
 __all__ = ["Faults", "LocalCustomerIO", "RecordedRequest", "Reply"]
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 BATCH_LIMIT = 500_000  # a v2 batch request must be smaller than this
 ENTITY_LIMIT = 32_768  # a v2 entity request may be this big
 _RETRY_AFTER_STATUSES = (429, 503)
-
-
-# ---------------------------------------------------------------------------------------------- public values
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A scripted answer. ``body`` is JSON-encoded unless it is ``bytes`` or ``str`` (default ``{}``).
-
-    ``delay`` seconds pass before answering; ``drop=True`` closes the connection with no answer at all (a reset),
-    which the client sees as a connection error.
-    """
-
-    status: int = 200
-    body: Any = None
-    headers: Optional[Dict[str, str]] = None
-    delay: float = 0.0
-    drop: bool = False
-
-    def __post_init__(self) -> None:
-        if not 200 <= self.status <= 599:
-            raise ValueError(f"status must be 200-599, not {self.status}")
-        if self.delay < 0:
-            raise ValueError("delay must not be negative")
-        for name, value in (self.headers or {}).items():
-            text = f"{name}{value}"
-            if "\r" in text or "\n" in text or ":" in name or not text.isprintable() or not text.isascii():
-                raise ValueError(f"invalid header {name!r}: {value!r}")
-        if self.headers is not None:
-            object.__setattr__(self, "headers", dict(self.headers))
-
-    def encoded_body(self) -> bytes:
-        if isinstance(self.body, bytes):
-            return self.body
-        if isinstance(self.body, str):
-            return self.body.encode("utf-8")
-        return json.dumps({} if self.body is None else self.body, separators=(",", ":")).encode("utf-8")
-
-
-@dataclass
-class Faults:
-    """Trouble for the requests no script answers, drawn per request from ``random.Random(seed)``.
-
-    Each such request takes two draws, in arrival order: the first below ``drop_rate`` closes the connection
-    unanswered, else the second below ``error_rate`` answers ``error_status`` (with ``Retry-After: retry_after``
-    when the status is 429 or 503). ``latency`` seconds pass before any answer. So the n-th request's fate
-    depends only on ``seed`` and n. Faulted requests are recorded (dropped ones with status 0), never applied.
-    """
-
-    error_rate: float = 0.0
-    error_status: int = 500
-    retry_after: Union[float, str, None] = None
-    latency: float = 0.0
-    drop_rate: float = 0.0
-    seed: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.error_rate <= 1.0 and 0.0 <= self.drop_rate <= 1.0):
-            raise ValueError("error_rate and drop_rate must be between 0 and 1")
-        if not 400 <= self.error_status <= 599:
-            raise ValueError("error_status must be 400-599")
-        if self.latency < 0:
-            raise ValueError("latency must not be negative")
-
-
-class Headers(Dict[str, str]):
-    """Request headers: a dict with lower-case names whose look-ups ignore case."""
-
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return super().__contains__(name.lower() if isinstance(name, str) else name)
-
-    @overload
-    def get(self, name: str, default: None = None, /) -> str | None: ...
-    @overload
-    def get(self, name: str, default: str, /) -> str: ...
-    @overload
-    def get(self, name: str, default: _T, /) -> str | _T: ...
-    def get(self, name: str, default: Any = None, /) -> Any:
-        return super().get(name.lower(), default)
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """A request the server received. ``path`` is raw (still percent-encoded, no query); ``body`` is gunzipped."""
-
-    method: str
-    path: str
-    query: str
-    headers: Headers
-    body: bytes
-    status: int  # what the server answered; 0 when it closed the connection instead
-    received_at: float = 0.0  # time.monotonic() on arrival
-
-    def json(self) -> Any:
-        """The parsed body, or None when it is empty or not JSON."""
-        try:
-            return parse_json(self.body)
-        except ValueError:
-            return None
 
 
 # ---------------------------------------------------------------------------------------------- the server
