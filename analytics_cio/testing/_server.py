@@ -12,23 +12,21 @@ What happens to a request, in order:
 2. A scripted :class:`Reply`, if one is queued, answers it; else :class:`Faults` may delay, drop or fail it.
    Neither reaches validation or state.
 3. The path must be one of the Track API's (404; 405 for a wrong method), then HTTP Basic auth (401).
-4. The body is gunzipped (``Content-Encoding: gzip``; other codings 415), parsed as JSON and validated; valid ops
-   change :class:`~analytics_cio.testing._state.State`. With ``validate=False`` every parsable request is
-   answered 200 and the ops that can be applied are.
+4. The body is gunzipped (``Content-Encoding: gzip``; other codings 415) and goes to the endpoint: a v1 one
+   translates the request into the v2 operations it stands for, a v2 one checks its size and parses it. The ops
+   are validated and valid ones change :class:`~analytics_cio.testing._state.State`. With ``validate=False``
+   every request that parses (and, for v1, translates) is answered 200 and the ops that can be applied are.
 
 Every API request is recorded (scripted, faulted and rejected ones too, with the status they got; 0 when the
 connection was dropped) before its answer is sent, so a client holding its answer already finds it in
 ``requests``.
 
-Answers are Customer.io's: 200 ``{}``; v1 400 ``{"meta": {"errors": [...]}}`` (merge: ``{"meta": {"error": ...}}``);
-v2 400 ``{"errors": [{"reason", "field", "message"}]}``; 207 ``{"errors": [{"batch_index", ...}]}`` with the valid
-ops applied; 401 ``{"meta": {"error": "Unauthorized request"}}``; 413 for an oversized request.
-
-Sizes are counted on the decompressed body: a v2 batch request must be under :data:`BATCH_LIMIT` (500,000
-bytes: 499,999 is accepted, 500,000 is 413), an entity request at most :data:`ENTITY_LIMIT` (32,768 bytes), each
-batch op at most 32,768 bytes as compact UTF-8 JSON. A 207 lists one error per invalid op (its first problem).
-An empty batch is a 400. v1 ``POST /api/v1/events`` requires ``anonymous_id``. JSON with NaN or Infinity is
-invalid. The validation rules are in ``_validation.py``, the model's choices in ``_state.py``.
+This module is the server and the order above; each step's details have their own module: ``_httpd.py``
+(connections and body framing), ``_scripting.py`` (:class:`Reply`, :class:`Faults`), ``_recorded.py``
+(:class:`RecordedRequest`), ``_body.py`` (gzip and strict JSON), ``_routes.py`` (finding the endpoint),
+``_v1api.py`` and ``_v2api.py`` (the endpoints, with v1's translation and v2's size limits), ``_answers.py``
+(Customer.io's answer shapes), ``_validation.py`` (which operations are valid) and ``_state.py`` (what they do,
+and the model's choices).
 """
 
 from __future__ import annotations
@@ -46,22 +44,24 @@ from collections import deque
 from typing import Any, Callable, List, Tuple
 from urllib.parse import unquote, urlsplit
 
-from ._answers import OK, error, json_answer, v1_invalid, v2_invalid
+from ._answers import OK, error, json_answer
 from ._body import Body, decode_body
 from ._httpd import Answer, FramingError, HTTPHandler, HTTPServer
 from ._page import CONTENT_SECURITY_POLICY, render_page
 from ._recorded import Headers, RecordedRequest
+from ._routes import Route, match
 from ._scripting import Faults, Reply
 from ._state import State
-from ._validation import EVENT_ACTIONS, Op, Problem, check_op_size, validate_op
+from ._v1api import V1_ROUTES
+from ._v2api import V2_ROUTES
+from ._validation import Op
 
 __all__ = ["Faults", "LocalCustomerIO", "RecordedRequest", "Reply"]
 
 logger = logging.getLogger(__name__)
 
-BATCH_LIMIT = 500_000  # a v2 batch request must be smaller than this
-ENTITY_LIMIT = 32_768  # a v2 entity request may be this big
 _RETRY_AFTER_STATUSES = (429, 503)
+_ROUTES: list[Route] = [*V1_ROUTES, *V2_ROUTES]
 
 
 # ---------------------------------------------------------------------------------------------- the server
@@ -261,7 +261,7 @@ class LocalCustomerIO:
         v2 = raw_path.startswith("/api/v2/")
         allowed: list[str] = []
         for pattern, methods, handler in _ROUTES:
-            params = _match(pattern, segments)
+            params = match(pattern, segments)
             if params is None:
                 continue
             if method not in methods:
@@ -269,7 +269,7 @@ class LocalCustomerIO:
                 continue
             if not self._authorized(headers.get("authorization")):
                 return json_answer(401, {"meta": {"error": "Unauthorized request"}},
-                                    {"WWW-Authenticate": 'Basic realm="Customer.io"'})
+                                   {"WWW-Authenticate": 'Basic realm="Customer.io"'})
             return body if isinstance(body, Answer) else handler(self, params, body)
         if allowed:
             return error(405, "method not allowed", v2, {"Allow": ", ".join(sorted(set(allowed)))})
@@ -280,222 +280,6 @@ class LocalCustomerIO:
         if v2:
             with self._lock:
                 self._ops.extend(ops)
-
-
-# ---------------------------------------------------------------------------------------------- the Track API
-
-
-def _person_from_path(identifier: str) -> dict[str, str]:
-    """v1 infers the kind of identifier from its shape."""
-    if identifier.startswith("cio_"):
-        return {"cio_id": identifier[4:]}
-    if "@" in identifier:
-        return {"email": identifier}
-    return {"id": identifier}
-
-
-def _v1_object(body: Body) -> tuple[dict[str, Any] | None, list[Problem]]:
-    try:
-        value = body.json()
-    except ValueError as exc:
-        return None, [Problem("invalid", "", f"invalid JSON: {exc}")]
-    if not isinstance(value, dict):
-        return None, [Problem("invalid", "", "the request body must be a JSON object")]
-    return value, []
-
-
-def _v1_apply(
-    app: LocalCustomerIO, ops: list[Op], problems: list[Problem] | None = None, *, merge: bool = False
-) -> Answer:
-    """Validate and apply the ops a v1 request stands for; ``problems`` were found translating it."""
-    if app.validate:
-        problems = (problems or []) + [p for op in ops for p in validate_op(op)]
-        if problems:
-            return v1_invalid(problems, merge=merge)
-        app._apply(ops, v2=False)
-    else:
-        app._apply([op for op in ops if not validate_op(op)], v2=False)  # unusable ops can't be applied
-    return OK
-
-
-_V1_CONTROL = ("_update", "_timestamp", "cio_relationships")
-
-
-def _v1_identify(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    identifiers = _person_from_path(params[0])
-    data, problems = ({}, []) if body.empty else _v1_object(body)
-    if data is None:
-        return v1_invalid(problems)
-    op: Op = {"type": "person", "action": "identify", "identifiers": identifiers,
-              "attributes": {k: v for k, v in data.items() if k not in _V1_CONTROL}}
-    if "_timestamp" in data:
-        op["timestamp"] = data["_timestamp"]
-    if data.get("_update") is not None:
-        if not isinstance(data["_update"], bool):
-            problems.append(Problem("invalid", "_update", "_update must be true or false"))
-        op["_update"] = data["_update"]
-    ops = [op]
-    relationships = data.get("cio_relationships")
-    if isinstance(relationships, list):
-        op["cio_relationships"] = relationships
-    elif isinstance(relationships, dict):  # {"action": "add_relationships" | "delete_relationships", ...}
-        action = relationships.get("action", "add_relationships")
-        if action == "add_relationships":
-            op["cio_relationships"] = relationships.get("relationships")
-        elif action == "delete_relationships":
-            ops.append({"type": "person", "action": "delete_relationships", "identifiers": identifiers,
-                        "cio_relationships": relationships.get("relationships")})
-        else:
-            message = "cio_relationships.action must be add_relationships or delete_relationships"
-            problems.append(Problem("invalid", "cio_relationships.action", message))
-    elif relationships is not None:
-        problems.append(Problem("invalid", "cio_relationships", "cio_relationships must be a list or object"))
-    return _v1_apply(app, ops, problems)
-
-
-def _v1_person_action(action: str) -> Callable[[LocalCustomerIO, list[str], Body], Answer]:
-    def handle(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-        return _v1_apply(app, [{"type": "person", "action": action, "identifiers": _person_from_path(params[0])}])
-
-    return handle
-
-
-def _v1_event_op(identifiers: dict[str, Any], data: dict[str, Any]) -> tuple[Op, list[Problem]]:
-    kind = data.get("type", "event")
-    problems = []
-    if kind not in EVENT_ACTIONS:
-        problems.append(Problem("invalid", "type", f"type must be one of {', '.join(EVENT_ACTIONS)}"))
-    op: Op = {"type": "person", "action": kind if kind in EVENT_ACTIONS else "event", "identifiers": identifiers}
-    for field, target in (("name", "name"), ("id", "id"), ("timestamp", "timestamp"), ("data", "attributes")):
-        if field in data:
-            op[target] = data[field]
-    return op, problems
-
-
-def _v1_event(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    data, problems = _v1_object(body)
-    if data is None:
-        return v1_invalid(problems)
-    op, problems = _v1_event_op(_person_from_path(params[0]), data)
-    return _v1_apply(app, [op], problems)
-
-
-def _v1_anonymous_event(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    data, problems = _v1_object(body)
-    if data is None:
-        return v1_invalid(problems)
-    if "anonymous_id" not in data:
-        return v1_invalid([Problem("required", "anonymous_id", "anonymous_id is required")])
-    op, problems = _v1_event_op({"anonymous_id": data["anonymous_id"]}, data)
-    return _v1_apply(app, [op], problems)
-
-
-def _v1_add_device(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    data, problems = _v1_object(body)
-    if data is None:
-        return v1_invalid(problems)
-    device = data.get("device")
-    if not isinstance(device, dict):
-        return v1_invalid([Problem("required", "device", "device must be a JSON object")])
-    if "id" not in device:  # v1 calls the token "id" (v2: "token")
-        return v1_invalid([Problem("required", "device.id", "device.id (the device token) is required")])
-    translated = {"token" if k == "id" else k: v for k, v in device.items() if k != "token"}
-    op = {"type": "person", "action": "add_device", "identifiers": _person_from_path(params[0]),
-          "device": translated}
-    return _v1_apply(app, [op])
-
-
-def _v1_delete_device(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    op = {"type": "person", "action": "delete_device", "identifiers": _person_from_path(params[0]),
-          "device": {"token": params[1]}}
-    return _v1_apply(app, [op])
-
-
-def _v1_merge(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    data, problems = _v1_object(body)
-    if data is None:
-        return v1_invalid(problems, merge=True)
-    op = {"type": "person", "action": "merge", "primary": data.get("primary"), "secondary": data.get("secondary")}
-    return _v1_apply(app, [op], merge=True)
-
-
-def _v1_region(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    return json_answer(200, {"url": app.url, "region": app.region, "environment_id": 1})
-
-
-def _v2_body(body: Body) -> tuple[Any, Answer | None]:
-    try:
-        return body.json(), None
-    except ValueError as exc:
-        return None, v2_invalid([Problem("invalid", "", f"invalid JSON: {exc}")])
-
-
-def _v2_entity(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    if len(body.raw) > ENTITY_LIMIT:
-        return error(413, f"an entity request may be at most {ENTITY_LIMIT} bytes", True)
-    op, invalid = _v2_body(body)
-    if invalid is not None:
-        return invalid
-    problems = validate_op(op)
-    if problems and app.validate:
-        return v2_invalid(problems)
-    if not problems:
-        app._apply([op], v2=True)
-    return OK
-
-
-def _v2_batch(app: LocalCustomerIO, params: list[str], body: Body) -> Answer:
-    if len(body.raw) >= BATCH_LIMIT:
-        return error(413, f"a batch request must be smaller than {BATCH_LIMIT} bytes", True)
-    data, invalid = _v2_body(body)
-    if invalid is not None:
-        return invalid
-    batch = data.get("batch") if isinstance(data, dict) else None
-    if not isinstance(batch, list) or not batch:
-        return v2_invalid([Problem("invalid", "batch", "the body must be {\"batch\": [operation, ...]}")])
-    errors, accepted = [], []
-    for index, op in enumerate(batch):
-        problems = validate_op(op) or check_op_size(op)
-        if not problems:
-            accepted.append(op)
-        elif app.validate:
-            errors.append({"batch_index": index, **problems[0]._asdict()})
-    app._apply(accepted, v2=True)
-    return json_answer(207, {"errors": errors}) if errors else OK
-
-
-_Handler = Callable[[LocalCustomerIO, List[str], Body], Answer]
-
-
-_ROUTES: list[tuple[tuple[str, ...], tuple[str, ...], _Handler]] = [
-    (("api", "v1", "customers", "{}"), ("PUT",), _v1_identify),
-    (("api", "v1", "customers", "{}"), ("DELETE",), _v1_person_action("delete")),
-    (("api", "v1", "customers", "{}", "events"), ("POST",), _v1_event),
-    (("api", "v1", "events"), ("POST",), _v1_anonymous_event),
-    (("api", "v1", "customers", "{}", "devices"), ("PUT",), _v1_add_device),
-    (("api", "v1", "customers", "{}", "devices", "{}"), ("DELETE",), _v1_delete_device),
-    (("api", "v1", "customers", "{}", "suppress"), ("POST",), _v1_person_action("suppress")),
-    (("api", "v1", "customers", "{}", "unsuppress"), ("POST",), _v1_person_action("unsuppress")),
-    (("api", "v1", "merge_customers"), ("POST",), _v1_merge),
-    (("api", "v1", "accounts", "region"), ("GET",), _v1_region),
-    (("api", "v2", "entity"), ("POST",), _v2_entity),
-    (("api", "v2", "batch"), ("POST",), _v2_batch),
-]
-
-
-def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
-    """The values of ``pattern``'s ``{}`` segments (each one whole, decoded path segment), or None."""
-    if len(pattern) != len(segments):
-        return None
-    params = []
-    for expected, segment in zip(pattern, segments):
-        if expected == "{}":
-            if not segment:
-                return None
-            params.append(segment)
-        elif expected != segment:
-            return None
-    return params
 
 
 # ---------------------------------------------------------------------------------------------- a request
