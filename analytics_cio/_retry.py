@@ -13,6 +13,7 @@ import backoff
 # Customer.io documents no 429, but its Node client retries 408/429/5xx and honours Retry-After; so do we.
 # 501 (not implemented) and 505 (HTTP version) will not change on a retry.
 NEVER_RETRY_5XX: Final = frozenset({501, 505})
+MAX_RETRY_AFTER: Final = 300.0  # seconds: a longer Retry-After is taken as this
 
 
 def is_retryable_status(status: int) -> bool:
@@ -54,7 +55,7 @@ class RetryPolicy:
     backoff_factor: float = 0.5
     max_backoff: float = 30.0
     deadline: float = 600.0
-    max_retry_after: float = 300.0
+    max_retry_after: float = MAX_RETRY_AFTER
 
     def delay(self, attempt: int, elapsed: float, retry_after: float | None = None) -> float | None:
         if attempt >= self.max_retries:

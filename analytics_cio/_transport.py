@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from ._http import Answer, ConnectionPool
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._ratelimit import RateLimiter
-from ._retry import is_retryable_status, parse_retry_after
+from ._retry import MAX_RETRY_AFTER, is_retryable_status, parse_retry_after
 from ._v1 import v1_request
 from ._version import __version__
 
@@ -40,7 +40,6 @@ logger = logging.getLogger("analytics_cio")
 HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
 USER_AGENT: Final = f"analytics-cio/{__version__} (python)"
 _REASON_CHARS: Final = 500
-MAX_RETRY_AFTER: Final = 300.0  # seconds; a longer Retry-After is clamped (see RetryPolicy.max_retry_after)
 
 
 class WireOp:
@@ -79,7 +78,7 @@ DELIVERED: Final = Outcome(True)
 class Transport(Protocol):
     """What the worker needs from a transport. ``analytics_cio.testing`` provides one that sends nothing."""
 
-    max_batch_bytes: int  # bytes of WireOp.data that one send() may carry
+    max_batch_bytes: int  # bytes one send() may carry: the ops' data plus one separator byte each
     max_op_bytes: int
 
     def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp: ...
@@ -124,12 +123,17 @@ def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
         if isinstance(errors, list):
             for error in errors:
                 if isinstance(error, Mapping):
-                    parts.append(": ".join(str(error[k]) for k in ("reason", "field", "message") if error.get(k)))
+                    parts.append(describe_error(error))
                     field = field or (str(error["field"]) if error.get("field") else None)
                 else:
                     parts.append(str(error))
     reason = "; ".join(p for p in parts if p) or fallback
     return reason[:_REASON_CHARS], field
+
+
+def describe_error(error: Mapping[str, Any]) -> str:
+    """One item of Customer.io's v2 ``errors`` list as text: ``reason: field: message``."""
+    return ": ".join(str(error[k]) for k in ("reason", "field", "message") if error.get(k))
 
 
 def partial_errors(body: bytes) -> tuple[Mapping[str, Any], ...]:
@@ -259,8 +263,9 @@ class HttpTransport:
 class BatchTransport(HttpTransport):
     """Track API v2: every attempt is one ``POST /api/v2/batch`` carrying all the given operations."""
 
-    # `{"batch":[` + `]}` around the items, and a comma between two.
-    ENVELOPE: Final = len(b'{"batch":[]}')
+    # The items' budget: `{"batch":[` + `]}` around them must still fit below Customer.io's 500 KB. The worker
+    # counts one separator per item, one more than the commas, so a full request stays strictly smaller.
+    max_batch_bytes = BATCH_BYTES - len(b'{"batch":[]}')
 
     def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
         return WireOp(self.encode(op), message)
@@ -282,7 +287,7 @@ class BatchTransport(HttpTransport):
         for error in outcome.items:
             index = error.get("batch_index")
             if isinstance(index, int) and 0 <= index < len(ops):
-                reason = ": ".join(str(error[k]) for k in ("reason", "field", "message") if error.get(k))
+                reason = describe_error(error)
                 field = str(error["field"]) if error.get("field") else None
                 outcomes[index] = Outcome(False, False, 207, reason[:_REASON_CHARS] or "invalid operation", field)
         if not outcome.items:

@@ -387,7 +387,7 @@ class Worker:
             self._hand_over(self._cut_one())
 
     def _cut_one(self) -> list[WireOp]:
-        limit = self.transport.max_batch_bytes - 16
+        limit = self.transport.max_batch_bytes
         batch: list[WireOp] = []
         size = 0
         pending = self._pending
