@@ -45,18 +45,20 @@ def snapshot(value: Any) -> Any:
     return value
 
 
-def _optional_dict(name: str, value: Any) -> dict[str, Any] | None:
+def optional_dict(name: str, value: Any) -> dict[str, Any] | None:
+    """A snapshot of the dict argument ``name``, or None when it was not given."""
     if value is None:
         return None
-    if type(value) is dict:
-        return {k: v if type(v) in _IMMUTABLE else snapshot(v) for k, v in value.items()}
-    if not isinstance(value, Mapping):
-        raise ArgumentTypeError(name, f"must be a dict, not {type(value).__name__}")
-    copied: dict[str, Any] = snapshot(value if type(value) is dict else dict(value))
+    if type(value) is not dict:
+        if not isinstance(value, Mapping):
+            raise ArgumentTypeError(name, f"must be a dict, not {type(value).__name__}")
+        value = dict(value)
+    copied: dict[str, Any] = snapshot(value)
     return copied
 
 
-def _identity(name: str, value: Any) -> str | None:
+def identity(name: str, value: Any) -> str | None:
+    """A user, anonymous or group id argument as a string (numbers are accepted, as analytics-python does)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -66,7 +68,8 @@ def _identity(name: str, value: Any) -> str | None:
     raise ArgumentTypeError(name, f"must be a string or a number, not {type(value).__name__}")
 
 
-def _text(name: str, value: Any, required: bool) -> str | None:
+def text(name: str, value: Any, required: bool) -> str | None:
+    """A string argument (an event or page name)."""
     if value is None:
         if required:
             raise ArgumentValueError(name, "is required")
@@ -120,8 +123,8 @@ def build(
     require_identity: bool = True,
 ) -> Message:
     """The common part of every message; the caller adds the call's own fields."""
-    user = _identity("user_id", user_id)
-    anonymous = _identity("anonymous_id", anonymous_id)
+    user = identity("user_id", user_id)
+    anonymous = identity("anonymous_id", anonymous_id)
     if require_identity and not user and not anonymous:
         raise ArgumentValueError("user_id", "either user_id or anonymous_id is required")
     if message_id is not None and not isinstance(message_id, str):
@@ -129,7 +132,7 @@ def build(
             message_id = str(message_id)
         else:
             raise ArgumentTypeError("message_id", f"must be a string, not {type(message_id).__name__}")
-    copied_context = _optional_dict("context", context) or {}
+    copied_context = optional_dict("context", context) or {}
     copied_context["library"] = dict(LIBRARY)
     message: Message = {
         "type": kind,
@@ -138,14 +141,11 @@ def build(
         "messageId": message_id or new_ulid(),
         "timestamp": _timestamp(timestamp),
         "context": copied_context,
-        "integrations": _optional_dict("integrations", integrations) or {},
+        "integrations": optional_dict("integrations", integrations) or {},
     }
     return message
 
 
 def properties(name: str, value: Any) -> dict[str, Any]:
-    return _optional_dict(name, value) or {}
-
-
-text = _text
-identity = _identity
+    """A snapshot of a traits or properties argument; ``{}`` when it was not given."""
+    return optional_dict(name, value) or {}
