@@ -4,6 +4,7 @@ worker, and tells ``on_error`` about every message that is not delivered."""
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import time
@@ -133,10 +134,8 @@ class Client:
             email_as_id=email_as_id,
             object_type_id=str(object_type_id),
         )
-        self.policy = RetryPolicy(max_retries=max_retries, deadline=retry_deadline)
-        self._encode: Callable[[Any], bytes] = (
-            (lambda value: encode(value, True)) if convert_timestamps else (lambda value: encode(value, False))
-        )
+        policy = RetryPolicy(max_retries=max_retries, deadline=retry_deadline)
+        self._encode: Callable[[Any], bytes] = functools.partial(encode, convert_timestamps=convert_timestamps)
         if transport is None:
             kind = RequestTransport if api_version == "v1" else BatchTransport
             options: dict[str, Any] = {}
@@ -156,7 +155,7 @@ class Client:
             transport=transport,
             prepare=self._prepare,
             report=self._report,
-            policy=self.policy,
+            policy=policy,
             upload_size=upload_size,
             upload_interval=upload_interval,
             max_queue_size=max_queue_size,
@@ -166,6 +165,15 @@ class Client:
         self._closed = False
         self._close_lock = threading.Lock()
         _live_clients.add(self)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry policy, for the worker and ``sync_mode`` alike (``max_retries``, ``retry_deadline``)."""
+        return self._worker.policy
+
+    @policy.setter
+    def policy(self, policy: RetryPolicy) -> None:
+        self._worker.policy = policy
 
     def __repr__(self) -> str:  # the site id is not secret; the api key never appears
         return f"<analytics_cio.Client site_id={self.site_id!r} transport={self.transport!r}>"

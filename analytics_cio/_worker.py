@@ -247,6 +247,8 @@ class Worker:
         self._join_threads(5.0)
         if not delivered and not self._alive():
             self._abandon()
+        if self.spool is not None and not self._alive():
+            self.spool.close()
         return delivered
 
     def join(self) -> None:

@@ -258,7 +258,7 @@ def test_server_errors_and_dropped_connections_are_retried(make_client: Callable
                                                            server: LocalCustomerIO, errors: Errors,
                                                            reply: Reply) -> None:
     client = make_client()
-    client.policy = client._worker.policy = type(client.policy)(backoff_factor=0.01)
+    client.policy = type(client.policy)(backoff_factor=0.01)
     server.script(reply, reply)
     client.track("u", "A")
     client.flush()
@@ -269,7 +269,7 @@ def test_server_errors_and_dropped_connections_are_retried(make_client: Callable
 
 def test_retries_end_in_on_error(make_client: Callable[..., Client], server: LocalCustomerIO, errors: Errors) -> None:
     client = make_client(max_retries=2)
-    client._worker.policy = type(client.policy)(max_retries=2, backoff_factor=0.01)
+    client.policy = type(client.policy)(max_retries=2, backoff_factor=0.01)
     server.script(Reply(500, "boom"), Reply(500, "boom"), Reply(500, "boom"))
     _, msg = client.track("u", "A")
     client.flush()
@@ -405,7 +405,7 @@ def test_credentials_never_appear_in_logs_reprs_or_errors(make_client: Callable[
                                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="analytics_cio")
     client = make_client(debug=True, max_retries=1)
-    client._worker.policy = type(client.policy)(max_retries=1, backoff_factor=0.01)
+    client.policy = type(client.policy)(max_retries=1, backoff_factor=0.01)
     server.script(Reply(401, {"meta": {"error": "Unauthorized request"}}), Reply(500), Reply(drop=True))
     client.track("u", "A")
     client.flush()

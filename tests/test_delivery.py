@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,7 @@ from .conftest import API_KEY, SITE_ID, Errors
 
 def fast(client: Client, **policy: Any) -> Client:
     """Retries in milliseconds, so fault tests stay quick; the policy's rules are unchanged."""
-    client._worker.policy = client.policy = RetryPolicy(backoff_factor=0.01, max_backoff=0.05, **policy)
+    client.policy = RetryPolicy(backoff_factor=0.01, max_backoff=0.05, **policy)
     return client
 
 
@@ -79,7 +80,7 @@ def test_the_deadline_bounds_retrying(make_client: Callable[..., Client], server
                                       errors: Errors) -> None:
     server.faults = Faults(error_rate=1.0, error_status=503)
     client = make_client()
-    client._worker.policy = RetryPolicy(max_retries=1000, backoff_factor=0.05, max_backoff=0.1, deadline=1.0)
+    client.policy = RetryPolicy(max_retries=1000, backoff_factor=0.05, max_backoff=0.1, deadline=1.0)
     _, msg = client.track("u", "Never")
     started = time.monotonic()
     assert client.flush(timeout=30) is True  # delivered or reported: here, reported
@@ -331,6 +332,8 @@ def test_refused_ops_leave_the_spool(server: LocalCustomerIO, tmp_path: Any, err
     client.flush()
     client.shutdown()
     assert SqliteSpool(spool).count() == 0 and len(errors) == 1
+    with pytest.raises(sqlite3.ProgrammingError):  # shutdown released the spool's connection
+        client._worker.spool.count()  # type: ignore[union-attr]
 
 
 
@@ -367,7 +370,7 @@ class _PatientPolicy(RetryPolicy):
 def test_flush_cuts_a_backoff_wait_short(make_client: Callable[..., Client], server: LocalCustomerIO) -> None:
     server.script(Reply(500))
     client = make_client()
-    client._worker.policy = _PatientPolicy()
+    client.policy = _PatientPolicy()
     client.track("u", "Retried")
     assert server.wait_for(lambda s: len(s.requests) == 1, timeout=10)
     assert client.flush(timeout=20) is True  # not after the 60 s backoff: the flush asked for a retry now
@@ -377,7 +380,7 @@ def test_flush_cuts_a_backoff_wait_short(make_client: Callable[..., Client], ser
 def test_flush_does_not_override_retry_after(make_client: Callable[..., Client], server: LocalCustomerIO) -> None:
     server.script(Reply(429, headers={"Retry-After": "30"}))
     client = make_client()
-    client._worker.policy = _PatientPolicy()
+    client.policy = _PatientPolicy()
     client.track("u", "Waits")
     assert server.wait_for(lambda s: len(s.requests) == 1, timeout=10)
     assert client.flush(timeout=1.0) is False  # the server asked for 30 s; a flush does not cut that
