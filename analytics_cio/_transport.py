@@ -20,6 +20,7 @@ import http.client
 import json
 import logging
 import queue
+import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Final, Protocol
@@ -131,6 +132,22 @@ def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
     return reason[:_REASON_CHARS], field
 
 
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: requests nests urllib3's error, which nests ssl's) is a failed
+    certificate verification."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(seen) < 20:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        seen.append(item)
+        todo.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
+    return False
+
+
 def describe_error(error: Mapping[str, Any]) -> str:
     """One item of Customer.io's v2 ``errors`` list as text: ``reason: field: message``."""
     return ": ".join(str(error[k]) for k in ("reason", "field", "message") if error.get(k))
@@ -226,7 +243,10 @@ class HttpTransport:
             answer = self._exchange(method, path, data, headers)
         except (requests.RequestException, OSError, http.client.HTTPException) as exc:
             # The exception's text may hold the URL, never the credentials (they travel in a header).
-            return Outcome(False, retryable=True, reason=f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
+            reason = f"{type(exc).__name__}: {exc}"[:_REASON_CHARS]
+            if _certificate_refused(exc):  # a certificate that fails verification does not fix itself
+                return Outcome(False, reason=f"TLS certificate verification failed: {reason}")
+            return Outcome(False, retryable=True, reason=reason)
         return self._classify(answer)
 
     def _exchange(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Answer:

@@ -94,9 +94,8 @@ def deliver(
             else:
                 refused.setdefault((outcome.status, outcome.reason, outcome.field), []).append(op)
         for (status, reason, field), group in refused.items():
-            where = f"HTTP {status}" if status else "refused"
-            report(RejectedError(f"Customer.io refused it ({where}): {reason}", status=status, field=field),
-                   [op.message for op in group])
+            text = f"Customer.io refused it (HTTP {status}): {reason}" if status else f"not delivered: {reason}"
+            report(RejectedError(text, status=status, field=field), [op.message for op in group])
             settled.extend(group)
         if not retry:
             break

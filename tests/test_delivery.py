@@ -142,10 +142,11 @@ def redirecting() -> Iterator[tuple[str, list[dict[str, str]]]]:
         s.server_close()
 
 
+@pytest.mark.parametrize("version", ["v2", "v1"])
 def test_redirects_are_not_followed_so_credentials_stay_home(redirecting: tuple[str, list[dict[str, str]]],
-                                                            errors: Errors) -> None:
+                                                            errors: Errors, version: str) -> None:
     url, seen = redirecting
-    client = Client(SITE_ID, API_KEY, host=url, on_error=errors)
+    client = Client(SITE_ID, API_KEY, host=url, on_error=errors, api_version=version)
     client.track("u", "E")
     client.flush()
     client.shutdown()
@@ -160,6 +161,19 @@ def test_tls_verification_is_on_and_plain_http_warns(caplog: pytest.LogCaptureFi
     assert Client(SITE_ID, API_KEY, region="eu").transport.base_url == "https://track-eu.customer.io"  # type: ignore[attr-defined]
     Client(SITE_ID, API_KEY, host="http://127.0.0.1:1")
     assert "plain http" in caplog.text
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_a_request_that_times_out_is_retried(make_client: Callable[..., Client], server: LocalCustomerIO,
+                                             errors: Errors, version: str) -> None:
+    server.script(Reply(200, delay=3.0))  # answers, but only after the client stopped waiting
+    client = fast(make_client(api_version=version, timeout=0.5))
+    client.track("u", "Slow")
+    assert client.flush(timeout=30) is True
+    assert errors == []
+    assert server.wait_for(lambda s: len(s.requests) == 2, timeout=10)  # the slow one is recorded as it answers
+    # The retry's copy; Customer.io drops a late duplicate by its id.
+    assert [event["name"] for event in server.state.events()] == ["Slow"]
 
 
 # -- rate limit ----------------------------------------------------------------------------------------------

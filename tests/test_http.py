@@ -196,3 +196,20 @@ def test_tls_certificates_are_verified(raw: Callable[..., RawServer], self_signe
     server = raw(lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", tls=self_signed)
     with pytest.raises(ssl.SSLCertVerificationError):
         pool_for(server, "https").request("POST", "/x", b"{}", {})
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_both_transports_verify_certificates_and_report_at_once(raw: Callable[..., RawServer],
+                                                               self_signed: ssl.SSLContext, version: str) -> None:
+    from analytics_cio import Client, RejectedError
+
+    server = raw(lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", tls=self_signed)
+    errors: list[tuple[Exception, list[object]]] = []
+    client = Client("site", "key", host=f"https://127.0.0.1:{server.port}", api_version=version,
+                    on_error=lambda e, ms: errors.append((e, list(ms))))
+    _, msg = client.track("u", "Over TLS")
+    assert client.flush(timeout=30) is True  # reported, not retried for minutes: a bad certificate stays bad
+    client.shutdown()
+    assert server.requests == []  # nothing was sent over the unverified connection
+    assert len(errors) == 1 and errors[0][1] == [msg]
+    assert isinstance(errors[0][0], RejectedError) and "certificate verification failed" in str(errors[0][0])
