@@ -6,7 +6,8 @@
     analytics.track("user-1", "Order Completed", {"total": 42})
 
 Module attributes configure the default client. Setting one after the first call takes effect on the next
-call: the default client is shut down (flushing what it holds) and rebuilt with the new settings.
+call: the default client is rebuilt with the new settings, and the old one is shut down on a thread of its own
+(its messages are delivered or reported; the call does not wait for it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ._errors import (
     ShutdownError,
     UnmappableError,
 )
+from ._lifecycle import shutdown_all
 from ._transport import Transport
 from ._version import __version__
 
@@ -60,6 +62,7 @@ __all__ = [
     "remove_device",
     "screen",
     "shutdown",
+    "shutdown_all",
     "track",
 ]
 
@@ -131,8 +134,8 @@ def _client() -> Client:
         settings = {name: globals()[name] for name in _SETTINGS}
         default_client = Client(**settings)
         _stale = False
-    if old is not None:
-        old.shutdown()
+    if old is not None:  # on its own thread: the caller never waits for the old client's delivery
+        threading.Thread(target=old.shutdown, name="analytics-cio-retire", daemon=True).start()
     return default_client
 
 

@@ -3,18 +3,17 @@ worker, and tells ``on_error`` about every message that is not delivered."""
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
+import sys
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from . import _message
+from . import _lifecycle, _message
 from ._encoding import encode
-from ._errors import ArgumentTypeError, ArgumentValueError, DeliveryError, QueueFullError, ShutdownError
+from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
 from ._limits import OP_BYTES, check_op, check_size
 from ._mapping import MappingOptions, is_disabled, map_message
 from ._message import Message
@@ -24,33 +23,69 @@ from ._transport import BatchTransport, RequestTransport, Transport, WireOp
 from ._v1 import ENTITY_PATH
 from ._worker import Worker, deliver
 
+# No NullHandler: with no logging set up by the application, Python's last-resort handler prints WARNING and
+# ERROR records to stderr, so undelivered data is visible by default. An application that configures logging
+# gets them through its own handlers only.
 logger = logging.getLogger("analytics_cio")
-logger.addHandler(logging.NullHandler())
 
 OnError = Callable[[DeliveryError, Sequence[Message]], Any]
 Result = tuple[bool, Message]
 
-_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-_debug_handler: logging.Handler | None = None
+
+class _DebugLogging:
+    """``debug=True``: DEBUG records of the ``analytics_cio`` logger to stderr while a debug client lives.
+
+    One handler however many debug clients; the logger's level and handlers are restored when the last one
+    shuts down, so a debug client does not change the process's logging for good.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._handler: logging.Handler | None = None
+        self._saved_level = logging.NOTSET
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self._handler = logging.StreamHandler(sys.stderr)
+                self._handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+                self._saved_level = logger.level
+                logger.addHandler(self._handler)
+                logger.setLevel(logging.DEBUG)
+
+    def release(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0 and self._handler is not None:
+                logger.removeHandler(self._handler)
+                logger.setLevel(self._saved_level)
+                self._handler = None
 
 
-def _enable_debug_logging() -> None:
-    global _debug_handler
-    if _debug_handler is None:
-        _debug_handler = logging.StreamHandler()
-        _debug_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger.addHandler(_debug_handler)
-    logger.setLevel(logging.DEBUG)
+_debug_logging = _DebugLogging()
 
 
-@atexit.register
-def _flush_at_exit() -> None:
-    """Deliver what is queued when the interpreter exits, within each client's ``shutdown_timeout``."""
-    for client in list(_live_clients):
-        try:
-            client.shutdown()
-        except Exception:
-            logger.exception("analytics_cio: shutdown at exit failed")
+class _Throttle:
+    """At most one log line per ``seconds`` for a repeated condition (a queue that stays full), with a count."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._next = 0.0
+        self._count = 0
+
+    def due(self) -> int:
+        """How many times it happened since the last line, when a line is due now; else 0."""
+        self._count += 1
+        now = time.monotonic()
+        if now < self._next:
+            return 0
+        self._next = now + self.seconds
+        count, self._count = self._count, 0
+        return count
 
 
 class Client:
@@ -112,7 +147,9 @@ class Client:
             raise ArgumentValueError("api_version", f"must be 'v1' or 'v2', not {api_version!r}")
         if screen_as not in ("event", "screen"):
             raise ArgumentValueError("screen_as", f"must be 'event' or 'screen', not {screen_as!r}")
-        if on_error is not None and not callable(on_error):
+        if not callable(on_error) and not on_error:  # None, False, 0: no callback, as analytics-python takes them
+            on_error = None
+        elif not callable(on_error):
             raise ArgumentTypeError("on_error", "must be callable as on_error(exception, messages)")
         if max_requests_per_second is not None and max_requests_per_second <= 0:
             raise ArgumentValueError("max_requests_per_second", "must be positive, or None for no limit")
@@ -125,7 +162,7 @@ class Client:
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
         if debug:
-            _enable_debug_logging()
+            _debug_logging.acquire()
         self.mapping_options = MappingOptions(
             convert_timestamps=convert_timestamps,
             screen_as=screen_as,
@@ -146,25 +183,27 @@ class Client:
                 gzip=gzip, proxies=proxies, rate_limiter=RateLimiter(max_requests_per_second), **options,
             )
         self.transport = transport
-        spool = None
+        open_spool = None
         if spool_path is not None:
             from ._spool import SqliteSpool
 
-            spool = SqliteSpool(spool_path)
+            open_spool = functools.partial(SqliteSpool, spool_path)
         self._worker = Worker(
             transport=transport,
             prepare=self._prepare,
+            compact=functools.partial(encode, convert_timestamps=False),
             report=self._report,
             policy=policy,
             upload_size=upload_size,
             upload_interval=upload_interval,
             max_queue_size=max_queue_size,
             max_queue_bytes=max_queue_bytes,
-            spool=spool,
+            open_spool=open_spool,
         )
         self._closed = False
         self._close_lock = threading.Lock()
-        _live_clients.add(self)
+        self._queue_full_log = _Throttle(5.0)
+        _lifecycle.track(self)
 
     @property
     def policy(self) -> RetryPolicy:
@@ -175,8 +214,9 @@ class Client:
     def policy(self, policy: RetryPolicy) -> None:
         self._worker.policy = policy
 
-    def __repr__(self) -> str:  # the site id is not secret; the api key never appears
-        return f"<analytics_cio.Client site_id={self.site_id!r} transport={self.transport!r}>"
+    def __repr__(self) -> str:  # neither credential appears: the site id only by its first characters
+        shown = f"{self.site_id[:4]}…" if self.site_id else self.site_id
+        return f"<analytics_cio.Client site_id={shown!r} transport={self.transport!r}>"
 
     # -- the calls -----------------------------------------------------------------------------------------
 
@@ -340,23 +380,48 @@ class Client:
         return self._worker.flush(timeout)
 
     def join(self) -> None:
-        """Stop the worker thread after its current batch. Queued messages stay queued (a later call or flush
-        starts the worker again; the exit hook delivers them)."""
-        self._worker.join()
+        """Wait until everything queued is delivered or reported (``flush()`` without a timeout).
+
+        In analytics-python ``join()`` stops the consumer threads; here they stay ready for the next call,
+        idle at no cost, so a call made after ``join()`` is never stranded. ``shutdown()`` stops them for good.
+        """
+        self.flush()
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush, then stop for good (idempotent). Past ``timeout`` (default ``shutdown_timeout``), what is left
-        is reported to ``on_error``. Later calls are refused with a warning."""
+        """Deliver what is queued, then stop for good (idempotent).
+
+        Returns within ``timeout`` seconds (default ``shutdown_timeout``) plus a moment, even when a request
+        never returns: what is not delivered by then, the batch in flight included, is reported to ``on_error``
+        as a ``ShutdownError`` (or left in the spool). True when everything was delivered or reported in time.
+        Later calls return ``(False, msg)`` and report ``ClientClosedError``; ``flush()`` returns False.
+        """
+        self._begin_shutdown()
+        limit = self.shutdown_timeout if timeout is None else timeout
+        return self._finish_shutdown(time.monotonic() + limit)
+
+    def _begin_shutdown(self) -> None:
         with self._close_lock:
             if self._closed:
-                return True
+                return
             self._closed = True
-        _live_clients.discard(self)
-        delivered = True
+        _lifecycle.forget(self)
         if self.send and not self.sync_mode:
-            delivered = self._worker.close(self.shutdown_timeout if timeout is None else timeout)
+            self._worker.begin_close()
+
+    def _finish_shutdown(self, deadline: float) -> bool:
+        done = True
+        if self.send and not self.sync_mode:
+            done = self._worker.finish_close(deadline)
         self.transport.close()
-        return delivered
+        if self.debug:
+            _debug_logging.release()
+        return done
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
 
     @property
     def queue_size(self) -> int:
@@ -367,8 +432,7 @@ class Client:
         if is_disabled(message["integrations"]):
             return True, message
         if self._closed:
-            logger.warning("analytics_cio: the client was shut down; message refused")
-            self._report(ShutdownError("the client was shut down; call refused"), [message])
+            self._report(ClientClosedError("the client was shut down; call refused"), [message])
             return False, message
         if not self.send:
             return True, message
@@ -376,7 +440,10 @@ class Client:
             return self._send_now(message), message
         if self._worker.put(message):
             return True, message
-        self._report(QueueFullError("the queue is full; message refused"), [message])
+        if self._worker._closed:  # shut down by another thread since the check above
+            self._report(ClientClosedError("the client was shut down; call refused"), [message])
+        else:
+            self._report(QueueFullError("the queue is full; message refused"), [message])
         return False, message
 
     def _send_now(self, message: Message) -> bool:
@@ -389,7 +456,7 @@ class Client:
         ops = self._prepare(message, report)
         if not ops:
             return not failures
-        deliver(self.transport, self.policy, ops, report, _sleep)
+        deliver(self.transport, self.policy, ops, lambda error, wire: report(error, [message]), _sleep)
         return not failures
 
     # -- the worker's side ---------------------------------------------------------------------------------
@@ -416,14 +483,31 @@ class Client:
         return prepared
 
     def _report(self, error: DeliveryError, messages: Sequence[Message]) -> None:
-        unique = list({id(m): m for m in messages}.values())
-        logger.error("analytics_cio: %d message(s) not delivered: %s", len(unique), error)
-        if self.on_error is None:
+        """Tell the log and ``on_error`` about undelivered messages; nothing ``on_error`` does escapes."""
+        unique = list({_identity(m): m for m in messages}.values())
+        if isinstance(error, QueueFullError):  # a caller loop against a full queue: one line per 5 s, not per call
+            count = self._queue_full_log.due()
+            if count:
+                logger.error("analytics_cio: %d message(s) refused: the queue is full (max_queue_size=%d, "
+                             "max_queue_bytes=%d)", count, self._worker.max_queue_size, self._worker.max_queue_bytes)
+        else:
+            logger.error("analytics_cio: %d message(s) not delivered: %s", len(unique), error)
+        on_error = self.on_error
+        if on_error is None:
             return
         try:
-            self.on_error(error, unique)
-        except Exception:
+            on_error(error, unique)
+        except BaseException:  # SystemExit or KeyboardInterrupt included: the worker must live
             logger.exception("analytics_cio: on_error raised; ignored")
+
+
+def _identity(message: Any) -> Any:
+    """Messages are the same when their ids are (one message can be reported through several of its ops)."""
+    if isinstance(message, Mapping):
+        key = message.get("messageId")
+        if isinstance(key, str):
+            return key
+    return id(message)
 
 
 def _sleep(seconds: float) -> bool:

@@ -6,7 +6,6 @@ The hierarchy::
     ├── ArgumentError (AssertionError)        raised at the call: the caller passed something wrong
     │   ├── ArgumentValueError (ValueError)
     │   └── ArgumentTypeError (TypeError)
-    ├── ClientClosedError                     raised by calls on a client after shutdown()... see Client
     └── DeliveryError                         handed to ``on_error``: why messages were not delivered
         ├── RejectedError                     Customer.io answered 4xx, or listed the op in a 207
         ├── RetriesExhaustedError             a retryable failure outlived max_retries or the deadline
@@ -14,6 +13,7 @@ The hierarchy::
         ├── UnmappableError                   the message has no Customer.io form (e.g. no person)
         ├── QueueFullError                    the queue's count or byte budget was reached
         └── ShutdownError                     the client shut down (or the process exited) first
+            └── ClientClosedError             the call came after ``shutdown()``; refused at the call
 
 ``ArgumentError`` subclasses ``AssertionError`` because that is what analytics-python raises, so code with
 ``except AssertionError`` keeps working, and ``ValueError``/``TypeError`` so that idiomatic code works too.
@@ -40,10 +40,6 @@ class ArgumentValueError(ArgumentError, ValueError):
 
 class ArgumentTypeError(ArgumentError, TypeError):
     """An argument has the wrong type."""
-
-
-class ClientClosedError(AnalyticsError):
-    """Reported when a message is given to a client that was shut down."""
 
 
 class DeliveryError(AnalyticsError):
@@ -81,3 +77,7 @@ class QueueFullError(DeliveryError):
 
 class ShutdownError(DeliveryError):
     """The client was shut down, or the process exited, before the message could be delivered."""
+
+
+class ClientClosedError(ShutdownError):
+    """The call was made after ``shutdown()``: the call returned ``(False, msg)`` and nothing was queued."""

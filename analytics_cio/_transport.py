@@ -44,17 +44,43 @@ _REASON_CHARS: Final = 500
 
 
 class WireOp:
-    """One encoded operation: its request (v1) or its batch item (v2), and the message it came from."""
+    """One encoded operation: its request (v1) or its batch item (v2), and the message it came from.
 
-    __slots__ = ("data", "lane", "message", "method", "path", "spool_id")
+    While it waits in the queue the message is held compact (``compact(json)``): the queue's memory is counted
+    in bytes. ``message`` gives it back as a dict, for ``on_error``. ``settled`` is the worker's claim flag.
+    """
+
+    __slots__ = ("_message", "data", "lane", "method", "path", "settled", "spool_id")
 
     def __init__(self, data: bytes, message: Any, method: str = "POST", path: str = "", lane: str = "") -> None:
         self.data = data
-        self.message = message
+        self._message = message
         self.method = method
         self.path = path
         self.lane = lane
         self.spool_id: int | None = None
+        self.settled = False
+
+    @property
+    def message(self) -> Any:
+        """The Segment message this operation came from."""
+        held = self._message
+        if isinstance(held, bytes):
+            try:
+                return json.loads(held)
+            except ValueError:
+                return {}
+        return held
+
+    def compact(self, encoded: bytes) -> None:
+        """Hold the message as its JSON (``encoded``) instead of as Python objects."""
+        self._message = encoded
+
+    @property
+    def size(self) -> int:
+        """Bytes this operation holds: its data, and its message when compact."""
+        held = self._message
+        return len(self.data) + (len(held) if isinstance(held, bytes) else 0)
 
     def __repr__(self) -> str:
         return f"WireOp({self.method} {self.path or 'batch item'}, {len(self.data)} bytes)"

@@ -1,17 +1,30 @@
-"""The queue and the two background threads that turn messages into Customer.io requests.
+"""The queue between the callers and Customer.io: an inbox, two background threads, and who owns what.
 
-Callers append messages to an inbox; the caller pays only for an append (and, rarely, a wake-up).
+    callers ──put()──▶ inbox ──▶ encoder thread ──▶ outbox ──▶ sender thread ──▶ transport
+                                 prepare, compact,             cut a batch, deliver with
+                                 write to the spool            retries, settle each op
 
-- The *encoder* thread prepares each message (mapping + JSON encoding, once) and holds the encoded operations
-  until a batch is full, old enough, or a flush asks for it; then it hands the batch to the sender.
-- The *sender* thread delivers batches one at a time, in order, with the retry policy.
+Who owns what (nothing else is shared):
 
-Sending waits on the network, which releases the GIL, so encoding goes on meanwhile: in a burst the next batch
-is ready when the last one is answered, and during an outage new arrivals are still encoded, so what the queue
-holds is measured in real bytes.
+======================================  ==============================================================
+inbox: messages and markers             callers append (``deque.append`` is atomic); only the encoder pops
+the encoder's round (at most ROUND)     the encoder thread alone
+outbox, its op/byte counts, the batch   ``_ready`` (one Condition): the encoder appends, the sender cuts
+in flight, every op's ``settled`` flag  batches and settles ops, an overdue ``close()`` takes what is left
+retry state of the batch in flight      the sender thread alone
+queued totals for the budget            ``_encoded_*`` and ``_settled_*``, monotonic, written under
+                                        ``_ready``; callers read them without a lock (a bound, not a sum)
+======================================  ==============================================================
 
-A flush is a barrier in the same FIFO: everything appended before it is delivered or reported before it is
-released, whatever the callers on other threads do meanwhile.
+The encoder takes at most ROUND items from the inbox at a time, so callers that never pause cannot keep it from
+handing work on: batches are cut, spooled and sent while they keep calling. What waits is held encoded: each
+operation's JSON, and its message as compact JSON (``WireOp.compact``), which ``on_error`` gets back decoded.
+
+A marker is a flush in the same FIFO: released once everything queued before it is settled (delivered or
+reported). The final marker is ``close()``'s: the threads end after it, and a closed worker never restarts.
+``close(timeout)`` returns within its timeout even when a request never returns: it then takes every op that is
+not settled, the batch in flight included, and reports it (or leaves it in the spool). Settling is a claim under
+``_ready``, so an op is settled exactly once, whoever gets there first.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Callable, Final, Protocol, Union
 
 from ._errors import DeliveryError, RejectedError, RetriesExhaustedError, ShutdownError
 from ._retry import RetryPolicy
@@ -32,56 +45,71 @@ from ._transport import Outcome, Transport, WireOp
 logger = logging.getLogger("analytics_cio")
 
 Message = Any
-Report = Callable[[DeliveryError, Sequence[Message]], None]
+Report = Callable[[DeliveryError, Sequence[Message]], None]  # the client's: messages, not ops
 Prepare = Callable[[Message], Sequence[WireOp]]  # reports what it cannot prepare itself
+Compact = Callable[[Message], bytes]
+OpReport = Callable[[DeliveryError, Sequence[WireOp]], None]
+
+ROUND: Final = 500  # inbox items the encoder takes at a time
+_THREAD_NAMES: Final = ("analytics-cio", "analytics-cio-send")
 
 
 class Spool(Protocol):
     """Durable storage of prepared operations (see ``_spool``)."""
 
-    def add(self, ops: Sequence[WireOp]) -> None: ...
+    def add(self, ops: Sequence[WireOp]) -> list[WireOp]: ...  # returns the ops it could not store
 
     def remove(self, ops: Sequence[WireOp]) -> None: ...
 
     def backlog(self) -> list[WireOp]: ...
+
+    def load(self, ids: Sequence[int]) -> list[WireOp]: ...
 
     def reopen(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-class _Barrier:
-    """A flush in the queue: released once everything ahead of it is delivered or reported."""
+class _Marker:
+    """A flush in the queue (``final``: the shutdown's), released once everything ahead of it is settled."""
 
-    __slots__ = ("done",)
+    __slots__ = ("done", "final")
 
-    def __init__(self) -> None:
+    def __init__(self, final: bool = False) -> None:
         self.done = threading.Event()
+        self.final = final
 
 
-Pending = Union[WireOp, _Barrier]
-SPOOL_DELAY = 0.05  # seconds: the longest a message waits in memory before it is written to the spool
+Item = Union[WireOp, _Marker]
 
 
 def deliver(
     transport: Transport,
     policy: RetryPolicy,
     ops: Sequence[WireOp],
-    report: Report,
+    report: OpReport,
     wait: Callable[[float], bool],
     stop: threading.Event | None = None,
 ) -> list[WireOp]:
-    """Send ``ops`` until each is delivered or reported; returns the settled ones.
+    """Send ``ops`` until each is delivered or reported; returns the settled ones (reported ones included).
 
     ``wait(seconds)`` sleeps between attempts and returns False to give up (shutdown): what is still unsent
     then is returned unsettled, for the caller to keep (spool) or report.
     """
-    settled: list[WireOp] = []
+    custom = getattr(transport, "deliver", None)
+    if custom is not None:  # the v1 transport: one lane per person, each with its own backoff
+        settled: list[WireOp] = custom(ops, policy, report, wait, stop)
+        return settled
+    settled = []
     pending = list(ops)
     started = time.monotonic()
     attempt = 0
     while pending:
-        outcomes = transport.send(pending, stop)
+        try:
+            outcomes = transport.send(pending, stop)
+        except Exception as exc:  # a transport bug must not make a batch vanish: it is a failed attempt
+            logger.exception("analytics_cio: the transport failed")
+            outcomes = [Outcome(False, retryable=True, reason=f"{type(exc).__name__}: {exc}")] * len(pending)
         retry: list[WireOp] = []
         refused: dict[tuple[int | None, str, str | None], list[WireOp]] = {}
         last: Outcome | None = None
@@ -95,7 +123,7 @@ def deliver(
                 refused.setdefault((outcome.status, outcome.reason, outcome.field), []).append(op)
         for (status, reason, field), group in refused.items():
             text = f"Customer.io refused it (HTTP {status}): {reason}" if status else f"not delivered: {reason}"
-            report(RejectedError(text, status=status, field=field), [op.message for op in group])
+            report(RejectedError(text, status=status, field=field), group)
             settled.extend(group)
         if not retry:
             break
@@ -109,7 +137,7 @@ def deliver(
                     f"gave up after {attempt + 1} attempts in {time.monotonic() - started:.1f}s; last error: {why}",
                     status=last.status,
                 ),
-                [op.message for op in retry],
+                retry,
             )
             settled.extend(retry)
             break
@@ -122,370 +150,452 @@ def deliver(
     return settled
 
 
+_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for worker in list(_workers):
+        worker._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # once for the module, not once per worker
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Worker:
-    """One inbox, an encoder and a sender thread; started on first use, restarted after fork or if stopped."""
+    """The inbox, the encoder and the sender of one client. Threads start on first use; ``close`` is final."""
 
     def __init__(
         self,
         *,
         transport: Transport,
         prepare: Prepare,
+        compact: Compact,
         report: Report,
         policy: RetryPolicy,
         upload_size: int,
         upload_interval: float,
         max_queue_size: int,
         max_queue_bytes: int,
-        spool: Spool | None = None,
+        open_spool: Callable[[], Spool] | None = None,
     ) -> None:
         self.transport = transport
         self.prepare = prepare
+        self.compact = compact
         self.report = report
         self.policy = policy
         self.upload_size = upload_size
         self.upload_interval = upload_interval
         self.max_queue_size = max_queue_size
         self.max_queue_bytes = max_queue_bytes
-        self.spool = spool
-        self._reset_state()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.WeakMethod(self._after_fork_in_child)
-            os.register_at_fork(after_in_child=lambda: (lambda m: m and m())(ref()))
+        self.spool: Spool | None = None  # opened by the encoder thread, so a bad file never reaches a caller
+        self._open_spool = open_spool
+        self._closed = False
+        self._final: _Marker | None = None
+        self._reset()
+        _workers.add(self)
 
-    def _reset_state(self) -> None:
+    def _reset(self) -> None:
         self._pid = os.getpid()
-        self._inbox: collections.deque[Any] = collections.deque()  # messages and barriers, from callers
-        # Encoder-owned: encoded operations (and barriers) not yet cut into a batch.
-        self._pending: collections.deque[Pending] = collections.deque()
-        self._pending_ops = 0
-        self._pending_bytes = 0
-        self._barriers = 0  # barriers in _pending
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._outbox: collections.deque[Item] = collections.deque()
+        self._out_ops = self._out_bytes = self._out_markers = 0
         self._oldest = 0.0
-        # Cut batches (and barriers) waiting for the sender, in order; guarded by _outbox_ready.
-        self._outbox: collections.deque[list[WireOp] | _Barrier] = collections.deque()
-        self._outbox_ready = threading.Condition(threading.Lock())
-        self._in_flight: list[WireOp] | None = None
-        # Encoded and not yet settled (pending, outbox, in flight): the queue's byte budget counts these.
-        self._held_ops = 0
-        self._held_bytes = 0
-        self._held_lock = threading.Lock()
-        # Messages not yet encoded are counted at the average size of the operations encoded so far.
+        self._in_flight: list[WireOp] = []
+        self._encoded_ops = self._encoded_bytes = 0
+        self._settled_ops = self._settled_bytes = 0
         self._average_bytes = 1024.0
+        self._set_aside: list[int] = []  # sender: spool ids whose retries ran out, kept for a later attempt
         self._wake = threading.Event()
         self._signaled = False
-        self._stop = threading.Event()  # abandon retries and exit (shutdown past its timeout)
-        self._flushes = 0  # flushes asked for; one that came after a batch started cuts its retry wait short
-        self._flushes_seen = 0
-        self._exit_when_idle = False  # close(): send everything queued, then exit
-        self._exit_now = False  # join(): exit after the current batch
-        self._lock = threading.Lock()
-        self._encoder: threading.Thread | None = None
-        self._sender: threading.Thread | None = None
-        self._running = False
-        self._backlog_loaded = self.spool is None
+        self._stop = threading.Event()
+        self._flushes = self._flushes_seen = 0
+        self._start_lock = threading.Lock()
+        self._threads: tuple[threading.Thread, threading.Thread] | None = None
+        self._lone_sender: threading.Thread | None = None  # started when the encoder could not be
+        self._backlog_loaded = self._open_spool is None
 
-    def _after_fork_in_child(self) -> None:
-        """The child starts empty: the parent delivers its own queue. Nothing of the parent's is shared."""
-        self._reset_state()
+    def _reset_after_fork(self) -> None:
+        """The child starts empty, with its own threads, locks and connections; the parent keeps its queue."""
+        self._reset()
         reset = getattr(self.transport, "reset_after_fork", None)
         if reset is not None:
             reset()
-        if self.spool is not None:
-            self.spool.reopen()
-            self._backlog_loaded = True  # the parent owns the backlog it loaded
+        if self.spool is not None and not self._closed:
+            try:
+                self.spool.reopen()  # a new owner: it adopts what dead processes left, not what the parent holds
+            except Exception as exc:
+                logger.warning("analytics_cio: the spool could not be reopened after fork (%s); delivering from "
+                               "memory", exc)
+                self.spool = None
+                self._backlog_loaded = True
 
-    # -- caller side ---------------------------------------------------------------------------------------
+    # -- the callers' side ---------------------------------------------------------------------------------
 
     def put(self, message: Message) -> bool:
-        """Queue ``message``; False when the queue's count or byte budget is used up. Never blocks."""
+        """Queue ``message``; False when the worker is closed or its count or byte budget is used up."""
         if self._pid != os.getpid():
-            self._after_fork_in_child()
+            self._reset_after_fork()
+        if self._closed:
+            return False
         inbox = self._inbox
         waiting = len(inbox)
         if (
-            waiting + self._held_ops >= self.max_queue_size
-            or self._held_bytes + waiting * self._average_bytes >= self.max_queue_bytes
+            waiting + self._encoded_ops - self._settled_ops >= self.max_queue_size
+            or self._encoded_bytes - self._settled_bytes + waiting * self._average_bytes >= self.max_queue_bytes
         ):
             return False
         inbox.append(message)
-        # Wake the encoder for the first message after it went idle, and when a batch's worth is waiting; the
-        # Event is a lock and a notify, so it is set only when it is not set already.
-        if not self._signaled or (waiting >= self.upload_size and not self._wake.is_set()):
+        if not self._signaled:  # the first message since the encoder went idle wakes it
             self._signaled = True
             self._wake.set()
-        if not self._running:
+        if self._threads is None:
             self._start()
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver or report everything queued so far. False if ``timeout`` passed first."""
+        """Deliver or report everything queued so far; False at ``timeout``, after close, or on a worker thread."""
         if self._pid != os.getpid():
-            self._after_fork_in_child()
-        barrier = _Barrier()
-        self._inbox.append(barrier)
-        self._signaled = True
+            self._reset_after_fork()
+        if self._closed or _on_worker_thread():
+            return False  # a worker thread cannot wait for itself (on_error calling flush)
+        marker = _Marker()
         self._flushes += 1
-        self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if not self._running:
-                self._start()
-            remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-            if remaining <= 0:
-                return barrier.done.is_set()
-            if barrier.done.wait(remaining):
-                return True
+        self._enqueue_marker(marker)
+        if self._threads is None and not self._start():
+            return self._work_inline(marker, timeout)
+        return marker.done.wait(timeout)
 
     def close(self, timeout: float | None) -> bool:
-        """Flush, then stop the threads. Past ``timeout``, what is left is reported (or kept in the spool)."""
-        delivered = self.flush(timeout)
-        self._exit_when_idle = True
-        if not delivered:
-            self._stop.set()
-        self._nudge()
-        self._join_threads(5.0)
-        if not delivered and not self._alive():
-            self._abandon()
-        if self.spool is not None and not self._alive():
-            self.spool.close()
-        return delivered
+        """Deliver what is queued, then stop for good. Returns within ``timeout`` (plus a moment) even when a
+        request never returns: what is not delivered by then is reported, or left in the spool."""
+        self.begin_close()
+        return self.finish_close(None if timeout is None else time.monotonic() + timeout)
 
-    def join(self) -> None:
-        """Stop the threads after the batch in flight; what is still queued stays queued for a later flush."""
-        self._exit_now = True
-        self._nudge()
-        self._join_threads(None)
-        self._exit_now = False
+    def begin_close(self) -> None:
+        """Refuse new messages and queue the final marker (idempotent)."""
+        with self._start_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._final = _Marker(final=True)
+        self._enqueue_marker(self._final)
+
+    def finish_close(self, deadline: float | None) -> bool:
+        """Wait for the final marker until ``deadline`` (monotonic); past it, report what is left."""
+        marker = self._final
+        if marker is None or _on_worker_thread():  # on_error calling shutdown: the threads end by themselves
+            return marker is not None and marker.done.is_set()
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if self._threads is None and not self._start():
+            done = self._work_inline(marker, timeout)
+        else:
+            done = marker.done.wait(timeout)
+        if not done:
+            self._abandon()
+        threads = self._threads or ()
+        for thread in threads:
+            thread.join(0.5 if done else 0.2)
+        if self.spool is not None and not any(t.is_alive() for t in threads):
+            try:
+                self.spool.close()
+            except Exception:
+                logger.exception("analytics_cio: could not close the spool")
+        return done
 
     def queued(self) -> int:
         """Messages and operations not yet delivered or reported."""
-        return len(self._inbox) + self._held_ops
+        return len(self._inbox) + self._encoded_ops - self._settled_ops
 
-    def _nudge(self) -> None:
+    def _enqueue_marker(self, marker: _Marker) -> None:
+        self._inbox.append(marker)
+        self._signaled = True
         self._wake.set()
-        with self._outbox_ready:
-            self._outbox_ready.notify_all()
 
-    def _alive(self) -> bool:
-        return any(t is not None and t.is_alive() for t in (self._encoder, self._sender))
-
-    def _join_threads(self, timeout: float | None) -> None:
-        for thread in (self._encoder, self._sender):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._running:
-                return
-            self._running = True
-            self._exit_now = self._exit_when_idle = False
+    def _start(self) -> bool:
+        """Start both threads (once per process). False when no thread can be started (interpreter exit)."""
+        with self._start_lock:
+            if self._threads is not None:
+                return True
+            sender = threading.Thread(target=_as_worker(self._run_sender), name=_THREAD_NAMES[1], daemon=True)
+            encoder = threading.Thread(target=_as_worker(self._run_encoder), name=_THREAD_NAMES[0], daemon=True)
             try:
-                if self._sender is None or not self._sender.is_alive():
-                    self._sender = threading.Thread(target=self._run_sender, name="analytics-cio-send", daemon=True)
-                    self._sender.start()
-                self._encoder = threading.Thread(target=self._run_encoder, name="analytics-cio", daemon=True)
-                self._encoder.start()
-            except RuntimeError:  # interpreter shutdown: no new threads, so the calling thread does the work
-                self._running = False
-                self._work_inline()
+                sender.start()
+                encoder.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown": the caller works inline
+                self._lone_sender = sender if sender.is_alive() else None
+                return False
+            self._threads = (encoder, sender)
+            return True
 
-    def _work_inline(self) -> None:
-        self._exit_when_idle = True
-        self._drain_inbox()
-        self._cut_batches()
-        while self._outbox and not self._stop.is_set():
-            self._send_next()
+    def _work_inline(self, marker: _Marker, timeout: float | None) -> bool:
+        """No threads can start (interpreter exit): the calling thread encodes and sends, within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not marker.done.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if self._inbox:
+                self._encode_round()
+            elif self._lone_sender is not None and self._lone_sender.is_alive():
+                marker.done.wait(0.05)
+            elif not self._send_one(block=False):
+                break
+        return marker.done.is_set()
 
     # -- the encoder ---------------------------------------------------------------------------------------
 
     def _run_encoder(self) -> None:
-        try:
-            if not self._backlog_loaded:
-                self._load_backlog()
-            while not self._stop.is_set() and not self._exit_now:
-                try:
-                    self._wait_for_work()
-                    self._drain_inbox()
-                    self._cut_batches()
-                except Exception:  # the thread must outlive any bug or bad message
-                    logger.exception("analytics_cio: unexpected error in the worker; it keeps running")
-                    time.sleep(0.05)
-                if self._exit_when_idle and not self._inbox and not self._pending:
-                    break
-        finally:
-            self._running = False
-            with self._outbox_ready:
-                self._outbox_ready.notify_all()
+        if not self._backlog_loaded:
+            self._load_backlog()
+        while not self._stop.is_set():
+            try:
+                if not self._inbox:
+                    self._wake.clear()
+                    self._signaled = False
+                    if not self._inbox:
+                        self._wake.wait()
+                        continue
+                if self._encode_round():
+                    return
+            except Exception:  # the thread outlives any bug or bad message
+                logger.exception("analytics_cio: unexpected error in the encoder; it keeps running")
+                time.sleep(0.05)
 
-    def _wait_for_work(self) -> None:
-        if self._inbox or self._exit_when_idle or self._barriers:
-            return
-        if not self._pending:
-            self._wake.clear()
-            self._signaled = False
-            if not self._inbox:
-                self._wake.wait()
-            return
-        # A partial batch: send it when it is old enough and the sender is free (else it may still fill up).
-        remaining = self._oldest + self.upload_interval - time.monotonic()
-        if remaining > 0 or self._outbox or self._in_flight is not None:
-            wait = max(remaining, 0.01) if remaining > 0 else self.upload_interval
-            if self.spool is not None:  # new arrivals reach the spool within SPOOL_DELAY, not upload_interval
-                wait = min(wait, SPOOL_DELAY)
-            self._wake.clear()
-            if not self._inbox:
-                self._wake.wait(wait)
-
-    def _drain_inbox(self) -> None:
+    def _encode_round(self) -> bool:
+        """Prepare up to ROUND items from the inbox and hand them to the sender. True after the final marker."""
         inbox = self._inbox
-        prepared: list[WireOp] = []
-        pending = self._pending
-        while inbox:
-            item = inbox.popleft()
-            if isinstance(item, _Barrier):
-                pending.append(item)
-                self._barriers += 1
-                continue
-            try:
-                ops = self.prepare(item)
-            except Exception as exc:  # a bug in preparing one message must not lose the others
-                logger.exception("analytics_cio: could not prepare a message")
-                self._safe_report(DeliveryError(f"could not prepare the message: {exc!r}"), [item])
-                continue
-            if not ops:
-                continue
-            if not self._pending_ops:
-                self._oldest = time.monotonic()
-            pending.extend(ops)
-            prepared.extend(ops)
-            self._pending_ops += len(ops)
-        if not prepared:
-            return
-        size = sum(len(op.data) for op in prepared)
-        self._pending_bytes += size
-        with self._held_lock:
-            self._held_ops += len(prepared)
-            self._held_bytes += size
-        self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / len(prepared)
-        if self.spool is not None:
-            try:
-                self.spool.add(prepared)
-            except Exception:
-                logger.exception("analytics_cio: could not write to the spool; delivery goes on from memory")
-
-    def _cut_batches(self) -> None:
-        """Hand every batch that is ready to the sender, barriers in their place between them."""
-        while True:
-            self._pass_barriers()
-            if not self._pending_ops:
-                return
-            full = self._pending_ops >= self.upload_size or self._pending_bytes >= self.transport.max_batch_bytes
-            sender_idle = not self._outbox and self._in_flight is None
-            aged = time.monotonic() - self._oldest >= self.upload_interval
-            if not (full or self._barriers or self._exit_when_idle or (aged and sender_idle)):
-                return
-            self._hand_over(self._cut_one())
-
-    def _cut_one(self) -> list[WireOp]:
-        limit = self.transport.max_batch_bytes
-        batch: list[WireOp] = []
+        items: list[Item] = []
+        failures: list[tuple[Message, BaseException]] = []
+        final = False
         size = 0
-        pending = self._pending
-        while pending and len(batch) < self.upload_size:
-            item = pending[0]
-            if isinstance(item, _Barrier):
-                break
-            if batch and size + len(item.data) + 1 > limit:
-                break
-            pending.popleft()
-            batch.append(item)
-            size += len(item.data) + 1
-        self._pending_ops -= len(batch)
-        self._pending_bytes -= size - len(batch)
-        if self._pending_ops:
-            self._oldest = time.monotonic()
-        return batch
+        ops = 0
+        for _ in range(min(len(inbox), ROUND)):
+            item = inbox.popleft()
+            if type(item) is _Marker:
+                items.append(item)
+                final = final or item.final
+                continue
+            try:
+                prepared = self.prepare(item)
+                if not prepared:
+                    continue
+                compact = self.compact(item)
+            except Exception as exc:  # a bug in preparing one message must not lose the others
+                failures.append((item, exc))
+                continue
+            for op in prepared:
+                op.compact(compact)
+                size += op.size
+            items.extend(prepared)
+            ops += len(prepared)
+        if ops and self.spool is not None:
+            self._spool_add([op for op in items if type(op) is WireOp])
+        with self._ready:
+            abandoned = self._stop.is_set()
+            if not abandoned:
+                if ops and not self._out_ops:
+                    self._oldest = time.monotonic()
+                self._outbox.extend(items)
+                self._out_ops += ops
+                self._out_bytes += size
+                self._out_markers += len(items) - ops
+                self._encoded_ops += ops
+                self._encoded_bytes += size
+                self._ready.notify()
+        if ops:
+            self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / ops
+        for message, problem in failures:
+            logger.error("analytics_cio: could not prepare a message", exc_info=problem)
+            self._report_messages(DeliveryError(f"could not prepare the message: {problem!r}"), [message])
+        if abandoned:  # close() gave up meanwhile: these never reached the outbox it emptied
+            self._give_up([i for i in items if type(i) is WireOp])
+            for item in items:
+                if type(item) is _Marker:
+                    item.done.set()
+        return final
 
-    def _pass_barriers(self) -> None:
-        pending = self._pending
-        while pending and isinstance(pending[0], _Barrier):
-            barrier = pending.popleft()
-            assert isinstance(barrier, _Barrier)
-            self._barriers -= 1
-            self._hand_over(barrier)
+    def _spool_add(self, ops: list[WireOp]) -> None:
+        assert self.spool is not None
+        try:
+            failed = self.spool.add(ops)
+        except Exception:
+            logger.exception("analytics_cio: could not write to the spool; these are delivered from memory")
+            return
+        for op in failed:
+            logger.warning("analytics_cio: an operation could not be written to the spool (%r); it is delivered "
+                           "from memory, so it would not survive the process being killed", op)
 
-    def _hand_over(self, item: list[WireOp] | _Barrier) -> None:
-        with self._outbox_ready:
-            self._outbox.append(item)
-            self._outbox_ready.notify()
+    def _load_backlog(self) -> None:
+        self._backlog_loaded = True
+        if self.spool is None and self._open_spool is not None:
+            try:
+                self.spool = self._open_spool()
+            except Exception as exc:
+                logger.warning("analytics_cio: the spool cannot be used (%s: %s); delivering from memory, so queued "
+                               "messages will not survive the process being killed", type(exc).__name__, exc)
+                return
+        if self.spool is None:
+            return
+        try:
+            backlog = self.spool.backlog()
+        except Exception:
+            logger.exception("analytics_cio: could not read the spool; delivering from memory only")
+            return
+        if not backlog:
+            return
+        logger.info("analytics_cio: delivering %d operations left in the spool", len(backlog))
+        size = sum(op.size for op in backlog)
+        with self._ready:
+            self._outbox.extendleft(reversed(backlog))
+            self._out_ops += len(backlog)
+            self._out_bytes += size
+            self._encoded_ops += len(backlog)
+            self._encoded_bytes += size
+            self._oldest = time.monotonic() - self.upload_interval
+            self._ready.notify()
 
     # -- the sender ----------------------------------------------------------------------------------------
 
     def _run_sender(self) -> None:
-        try:
-            while True:
-                with self._outbox_ready:
-                    while not self._outbox:
-                        if self._stop.is_set() or self._exit_now:
-                            return
-                        if not self._running and (self._exit_when_idle or self._encoder is None
-                                                  or not self._encoder.is_alive()):
-                            return
-                        self._outbox_ready.wait(0.5)
-                if self._stop.is_set():
+        while not self._stop.is_set():
+            try:
+                if self._send_one(block=True) is None:
                     return
-                try:
-                    self._send_next()
-                except Exception:
-                    logger.exception("analytics_cio: unexpected error while sending; the sender keeps running")
-                if self._exit_now:
-                    return
-        finally:
-            if self._stop.is_set():
-                self._abandon()
+            except Exception:  # the thread outlives any bug
+                logger.exception("analytics_cio: unexpected error in the sender; it keeps running")
+                time.sleep(0.05)
 
-    def _send_next(self) -> None:
-        with self._outbox_ready:
-            item = self._outbox.popleft()
-            if not isinstance(item, _Barrier):
-                self._in_flight = item
-        if isinstance(item, _Barrier):
+    def _send_one(self, block: bool) -> bool | None:
+        """Take the next batch or marker and settle it. None after the final marker; False if nothing was ready."""
+        with self._ready:
+            item = self._take(block)
+            if item is None:
+                return None if self._stop.is_set() else False
+        if type(item) is _Marker:
             item.done.set()
-            return
+            return None if item.final else True
+        assert isinstance(item, list)
         self._flushes_seen = self._flushes
-        try:
-            self._send(item)
-        finally:
-            self._in_flight = None
-            if not self._outbox:
-                self._wake.set()  # the encoder may now send a partial batch it was holding back
+        self._send(item)
+        with self._ready:
+            self._in_flight = []
+        if self._set_aside:
+            self._retry_set_aside()
+        return True
+
+    def _take(self, block: bool) -> list[WireOp] | _Marker | None:
+        """Under ``_ready``: the next marker, or a batch once it is full, old enough, or a marker waits."""
+        outbox = self._outbox
+        while not self._stop.is_set():
+            if outbox and type(outbox[0]) is _Marker:
+                self._out_markers -= 1
+                marker = outbox.popleft()
+                assert isinstance(marker, _Marker)
+                return marker
+            if self._out_ops:
+                wait = self._oldest + self.upload_interval - time.monotonic()
+                if (wait <= 0 or self._out_markers or self._out_ops >= self.upload_size
+                        or self._out_bytes >= self.transport.max_batch_bytes):
+                    return self._cut()
+            else:
+                wait = None
+            if not block:
+                return None
+            self._ready.wait(wait)
+        return None
+
+    def _cut(self) -> list[WireOp]:
+        limit = self.transport.max_batch_bytes
+        outbox = self._outbox
+        batch: list[WireOp] = []
+        size = 0
+        wire = 0
+        while outbox and len(batch) < self.upload_size:
+            op = outbox[0]
+            if type(op) is not WireOp:
+                break
+            if batch and wire + len(op.data) + 1 > limit:
+                break
+            outbox.popleft()
+            batch.append(op)
+            size += op.size
+            wire += len(op.data) + 1
+        self._out_ops -= len(batch)
+        self._out_bytes -= size
+        if self._out_ops:
+            self._oldest = time.monotonic()
+        self._in_flight = batch
+        return batch
 
     def _send(self, batch: list[WireOp]) -> None:
+        reported: set[int] = set()
+
+        def report(error: DeliveryError, ops: Sequence[WireOp]) -> None:
+            reported.update(map(id, ops))
+            self._settle(ops, error)
+
         try:
-            settled = deliver(self.transport, self.policy, batch, self._safe_report, self._wait_between, self._stop)
-        finally:
-            with self._held_lock:
-                self._held_ops -= len(batch)
-                self._held_bytes -= sum(len(op.data) for op in batch)
-        if settled and self.spool is not None:
+            settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop)
+        except Exception as exc:
+            logger.exception("analytics_cio: unexpected error while delivering")
+            self._settle(batch, DeliveryError(f"not delivered: unexpected error {exc!r}"))
+            return
+        self._settle([op for op in settled if id(op) not in reported], None)
+
+    def _settle(self, ops: Sequence[WireOp], error: DeliveryError | None) -> None:
+        """Claim ``ops`` (those no one settled yet), then remove them from the spool and report the error."""
+        with self._ready:
+            mine = [op for op in ops if not op.settled]
+            for op in mine:
+                op.settled = True
+            self._settled_ops += len(mine)
+            self._settled_bytes += sum(op.size for op in mine)
+        if not mine:
+            return
+        keep: list[WireOp] = []
+        if error is not None and self.spool is not None and isinstance(error, RetriesExhaustedError):
+            keep = [op for op in mine if op.spool_id is not None]  # kept in the spool, tried again later
+            if keep:
+                self._set_aside.extend(op.spool_id for op in keep if op.spool_id is not None)
+                logger.warning("analytics_cio: %d operations outlived the retry deadline (%s); kept in the spool "
+                               "and tried again once Customer.io accepts a request", len(keep), error)
+                mine = [op for op in mine if op.spool_id is None]
+        if self.spool is not None and mine:
             try:
-                self.spool.remove(settled)
+                self.spool.remove(mine)
             except Exception:
                 logger.exception("analytics_cio: could not update the spool")
-        if len(settled) < len(batch):
-            settled_ids = {id(op) for op in settled}
-            self._give_up([op for op in batch if id(op) not in settled_ids])
+        if error is not None and mine:
+            self._report_ops(error, mine)
+
+    def _retry_set_aside(self) -> None:
+        """After a delivered batch, the spooled ops whose retries ran out during the outage go again."""
+        assert self.spool is not None
+        ids, self._set_aside = self._set_aside[: self.upload_size], self._set_aside[self.upload_size:]
+        try:
+            ops = self.spool.load(ids)
+        except Exception:
+            logger.exception("analytics_cio: could not read set-aside operations back from the spool")
+            return
+        if ops:
+            with self._ready:
+                self._in_flight = ops
+                self._encoded_ops += len(ops)
+                self._encoded_bytes += sum(op.size for op in ops)
+            self._send(ops)
+            with self._ready:
+                self._in_flight = []
 
     def _wait_between(self, seconds: float) -> bool:
-        """Sleep between retries; False when shutdown cuts the wait. A flush cuts it short too, for one retry
-        now (a server's Retry-After still holds: the rate limiter keeps every request back until then)."""
+        """Sleep between retries; False when close() gives up. A flush cuts one wait short (a server's
+        Retry-After still holds: the rate limiter keeps every request back until then)."""
         deadline = time.monotonic() + seconds
         while True:
-            remaining = deadline - time.monotonic()
-            if self._flushes != self._flushes_seen:  # each flush cuts one wait short
+            if self._flushes != self._flushes_seen:
                 self._flushes_seen = self._flushes
                 return True
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
             if self._stop.wait(min(remaining, 0.05)):
@@ -493,64 +603,70 @@ class Worker:
 
     # -- giving up -----------------------------------------------------------------------------------------
 
-    def _give_up(self, ops: Sequence[WireOp]) -> None:
-        if not ops:
-            return
-        if self.spool is not None:
-            logger.warning("analytics_cio: %d operations kept in the spool for the next start", len(ops))
-            return
-        self._safe_report(ShutdownError("the client shut down before these could be delivered"),
-                          [op.message for op in ops])
-
     def _abandon(self) -> None:
-        """Shutdown passed its timeout: report (or leave in the spool) everything still queued."""
-        leftovers: list[WireOp] = []
-        messages: list[Message] = []
-        with self._outbox_ready:
-            outbox = list(self._outbox)
+        """close() ran out of time: take every op that is not settled, in flight included, and report it."""
+        self._stop.set()
+        self._wake.set()
+        markers: list[_Marker] = []
+        with self._ready:
+            ops = [op for op in self._in_flight if not op.settled]
+            for item in self._outbox:
+                if isinstance(item, _Marker):
+                    markers.append(item)
+                elif not item.settled:
+                    ops.append(item)
             self._outbox.clear()
-        for item in [*outbox, *self._pending]:
-            if isinstance(item, _Barrier):
-                item.done.set()
-            elif isinstance(item, list):
-                leftovers.extend(item)
-            else:
-                leftovers.append(item)
-        self._pending.clear()
-        while self._inbox:
-            item = self._inbox.popleft()
-            if isinstance(item, _Barrier):
-                item.done.set()
+            self._out_ops = self._out_bytes = self._out_markers = 0
+            for op in ops:
+                op.settled = True
+            self._settled_ops += len(ops)
+            self._settled_bytes += sum(op.size for op in ops)
+            self._ready.notify_all()
+        messages: list[Message] = []
+        while True:
+            try:
+                item = self._inbox.popleft()
+            except IndexError:
+                break
+            if type(item) is _Marker:
+                markers.append(item)
             else:
                 messages.append(item)
-        self._pending_ops = self._pending_bytes = self._barriers = 0
-        with self._held_lock:
-            self._held_ops = self._held_bytes = 0
-        self._give_up(leftovers)
+        self._give_up(ops)
         if messages:
-            self._safe_report(ShutdownError("the client shut down before these could be sent"), messages)
+            self._report_messages(ShutdownError("the client shut down before these could be sent"), messages)
+        for marker in markers:
+            marker.done.set()
 
-    def _load_backlog(self) -> None:
-        self._backlog_loaded = True
-        assert self.spool is not None
-        try:
-            backlog = self.spool.backlog()
-        except Exception:
-            logger.exception("analytics_cio: could not read the spool's backlog")
-            return
-        if backlog:
-            logger.info("analytics_cio: delivering %d operations left in the spool", len(backlog))
-            size = sum(len(op.data) for op in backlog)
-            self._pending.extendleft(reversed(backlog))
-            self._pending_ops += len(backlog)
-            self._pending_bytes += size
-            with self._held_lock:
-                self._held_ops += len(backlog)
-                self._held_bytes += size
-            self._oldest = time.monotonic() - self.upload_interval
+    def _give_up(self, ops: Sequence[WireOp]) -> None:
+        kept = [op for op in ops if op.spool_id is not None] if self.spool is not None else []
+        if kept:
+            logger.warning("analytics_cio: %d operations kept in the spool for the next start", len(kept))
+        lost = [op for op in ops if op.spool_id is None] if kept else list(ops)
+        if lost:
+            self._report_ops(ShutdownError("the client shut down before these could be delivered"), lost)
 
-    def _safe_report(self, error: DeliveryError, messages: Sequence[Message]) -> None:
+    def _report_ops(self, error: DeliveryError, ops: Sequence[WireOp]) -> None:
+        self._report_messages(error, [op.message for op in ops])
+
+    def _report_messages(self, error: DeliveryError, messages: Sequence[Message]) -> None:
         try:
             self.report(error, messages)
-        except Exception:
-            logger.exception("analytics_cio: reporting an undelivered message failed")
+        except BaseException:  # nothing a callback does may stop the worker
+            logger.exception("analytics_cio: reporting undelivered messages failed")
+
+
+_local = threading.local()
+
+
+def _on_worker_thread() -> bool:
+    """Whether the calling thread is one of any client's worker threads (on_error runs there)."""
+    return getattr(_local, "worker", False)
+
+
+def _as_worker(run: Callable[[], None]) -> Callable[[], None]:
+    def target() -> None:
+        _local.worker = True
+        run()
+
+    return target

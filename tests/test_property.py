@@ -111,7 +111,8 @@ def test_every_message_is_delivered_or_reported(shared: tuple[LocalCustomerIO, C
             reached.update(user for user, _ in sent if f"'{user}'" in text or f"/{user}" in text)
     for user, message in sent:
         assert user in reached or message["messageId"] in reported, (user, message["type"])
-    assert target._worker._running  # the worker is alive and well
+    assert target._worker._threads is not None  # the worker is alive and well
+    assert all(thread.is_alive() for thread in target._worker._threads)
     if target is not client:
         target.shutdown()
 

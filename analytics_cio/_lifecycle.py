@@ -1,0 +1,107 @@
+"""Every live client is shut down, within a bound, however the process ends.
+
+- Interpreter exit: an ``atexit`` hook calls :func:`shutdown_all`.
+- Children that end with ``os._exit`` skip ``atexit``: multiprocessing's workers (fork start method, ``Pool``
+  with ``maxtasksperchild``) and Celery's prefork children (billiard). Both run their ``util.Finalize``
+  callbacks before ``os._exit``, so each process that has a client registers one there, in the parent and again
+  after every fork (multiprocessing clears the registry it inherits, then runs its after-fork hooks).
+- Anything else (Celery signals, RQ, a Lambda handler) calls :func:`shutdown_all` itself.
+
+The set of live clients is owned here; clients add themselves when built and leave when shut down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+logger = logging.getLogger("analytics_cio")
+
+_live: weakref.WeakSet[Client] = weakref.WeakSet()
+_finalizer_pid = 0  # the process whose multiprocessing/billiard registries hold our finalizer
+
+
+class _Anchor:
+    """Something to hang multiprocessing's after-fork hook on (it keeps a weak reference to it)."""
+
+
+_anchor = _Anchor()
+
+
+def track(client: Client) -> None:
+    """Shut ``client`` down when this process ends."""
+    _live.add(client)
+    _register_finalizers()
+
+
+def forget(client: Client) -> None:
+    _live.discard(client)
+
+
+def shutdown_all(timeout: float | None = None) -> bool:
+    """Shut down every client of this process: deliver what they hold, and report what cannot be delivered.
+
+    Bounded by ``timeout`` seconds in total (default: the largest ``shutdown_timeout`` among them); the clients
+    drain side by side, so one stuck client does not eat the others' time. True when everything was delivered
+    or reported. Call it wherever a process ends without running ``atexit`` hooks, or before a serverless
+    runtime freezes the process.
+    """
+    clients = [client for client in list(_live) if not client._closed]
+    if not clients:
+        return True
+    total = timeout if timeout is not None else max(client.shutdown_timeout for client in clients)
+    deadline = time.monotonic() + total
+    for client in clients:
+        client._begin_shutdown()
+    done = True
+    for client in clients:
+        try:
+            done = client._finish_shutdown(deadline) and done
+        except Exception:
+            logger.exception("analytics_cio: shutting a client down failed")
+            done = False
+    return done
+
+
+def _at_exit() -> None:
+    try:
+        shutdown_all()
+    except Exception:
+        logger.exception("analytics_cio: shutdown at exit failed")
+
+
+def _register_finalizers() -> None:
+    """Once per process: multiprocessing's (and billiard's, when loaded) exit finalizers call shutdown_all."""
+    global _finalizer_pid
+    if _finalizer_pid == os.getpid():
+        return
+    _finalizer_pid = os.getpid()
+    import multiprocessing.util
+
+    utils: list[Any] = [multiprocessing.util]
+    billiard = sys.modules.get("billiard.util")
+    if billiard is not None:
+        utils.append(billiard)
+    for util in utils:
+        util.Finalize(None, _at_exit, exitpriority=100)
+        util.register_after_fork(_anchor, _after_fork)
+
+
+def _after_fork(_: object = None) -> None:
+    global _finalizer_pid
+    _finalizer_pid = 0
+    if _live:
+        _register_finalizers()
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
