@@ -48,7 +48,8 @@ def _orjson_fast(value: Any, convert_timestamps: bool) -> bytes:
         return encode_clean(value, convert_timestamps)
     if convert_timestamps and _ISO_HINT_BYTES.search(data) is not None:
         return encode_clean(value, convert_timestamps)
-    return data
+    # orjson's bytes keep the buffer it wrote into (1 KB at least): an exact copy keeps a queued op small.
+    return memoryview(data).tobytes()
 
 
 def _default(convert_timestamps: bool) -> Callable[[Any], Any]:

@@ -288,7 +288,10 @@ class Worker:
         if marker is None or _on_worker_thread():  # on_error calling shutdown: the threads end by themselves
             return marker is not None and marker.done.is_set()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if self._threads is None and not self._start():
+        if self._threads is None and self._open_spool is None and list(self._inbox) == [marker]:
+            marker.done.set()  # never used: nothing to deliver, no thread to start
+            done = True
+        elif self._threads is None and not self._start():
             done = self._work_inline(marker, timeout)
         else:
             done = marker.done.wait(timeout)
