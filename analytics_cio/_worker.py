@@ -300,12 +300,29 @@ class Worker:
         threads = self._threads or ()
         for thread in threads:
             thread.join(0.5 if done else 0.2)
+        if not threads or not threads[0].is_alive():
+            self._drain_stranded()
         if self.spool is not None and not any(t.is_alive() for t in threads):
             try:
                 self.spool.close()
             except Exception:
                 logger.exception("analytics_cio: could not close the spool")
         return done
+
+    def _drain_stranded(self) -> None:
+        """What a racing caller appended behind the final marker: a flush is released, a message reported."""
+        messages: list[Message] = []
+        while True:
+            try:
+                item = self._inbox.popleft()
+            except IndexError:
+                break
+            if type(item) is _Marker:
+                item.done.set()
+            else:
+                messages.append(item)
+        if messages:
+            self._report_messages(ShutdownError("the client shut down as these were queued"), messages)
 
     def queued(self) -> int:
         """Messages and operations not yet delivered or reported."""
@@ -480,10 +497,10 @@ class Worker:
             return None if item.final else True
         assert isinstance(item, list)
         self._flushes_seen = self._flushes
-        self._send(item)
+        delivered = self._send(item)
         with self._ready:
             self._in_flight = []
-        if self._set_aside:
+        if self._set_aside and delivered:  # Customer.io answers again: what outlived its deadline goes now
             self._retry_set_aside()
         return True
 
@@ -531,7 +548,8 @@ class Worker:
         self._in_flight = batch
         return batch
 
-    def _send(self, batch: list[WireOp]) -> None:
+    def _send(self, batch: list[WireOp]) -> int:
+        """Deliver ``batch`` (retrying) and settle every op; returns how many were delivered."""
         reported: set[int] = set()
 
         def report(error: DeliveryError, ops: Sequence[WireOp]) -> None:
@@ -543,8 +561,10 @@ class Worker:
         except Exception as exc:
             logger.exception("analytics_cio: unexpected error while delivering")
             self._settle(batch, DeliveryError(f"not delivered: unexpected error {exc!r}"))
-            return
-        self._settle([op for op in settled if id(op) not in reported], None)
+            return 0
+        delivered = [op for op in settled if id(op) not in reported]
+        self._settle(delivered, None)
+        return len(delivered)
 
     def _settle(self, ops: Sequence[WireOp], error: DeliveryError | None) -> None:
         """Claim ``ops`` (those no one settled yet), then remove them from the spool and report the error."""

@@ -230,6 +230,34 @@ def test_after_shutdown_calls_and_flush_return_false_at_once_and_no_thread_resta
     assert client.shutdown() is True  # idempotent
 
 
+def test_shutdown_racing_callers_and_flushes_strands_nothing(make_client: Callable[..., Client],
+                                                              server: LocalCustomerIO, errors: Errors) -> None:
+    for trial in range(20):
+        client = make_client()
+        accepted: list[str] = []
+        flushes: list[bool] = []
+
+        def caller(client: Client = client) -> None:
+            for i in range(200):
+                ok, message = client.track("u", "Racing", {"seq": i})
+                if ok:
+                    accepted.append(message["messageId"])
+                if i % 50 == 0:
+                    flushes.append(client.flush(timeout=20))
+
+        threads = [threading.Thread(target=caller) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.002 * trial)
+        client.shutdown(timeout=20)
+        for thread in threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in threads)  # no flush was left waiting behind the final marker
+        delivered = {op["id"] for op in server.ops()}
+        reported = {m["messageId"] for m in errors.messages}
+        assert set(accepted) <= delivered | reported
+
+
 # -- 5. children that end with os._exit --------------------------------------------------------------------------
 
 
