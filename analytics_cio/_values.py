@@ -182,7 +182,7 @@ def short_repr(value: Any, limit: int = 60) -> str:
         return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
     try:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a caller's object whose __repr__ fails
+    except Exception:  # a caller's object whose __repr__ fails
         return f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
