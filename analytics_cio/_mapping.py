@@ -188,7 +188,7 @@ def identify_op(message: Message, options: MappingOptions) -> Op:
         if isinstance(created, int) and not isinstance(created, bool):
             attributes["created_at"] = created
         else:
-            logger.warning("analytics_cio: traits.%s %r is not a time: not sent as created_at",
+            logger.warning("analytics_cio: traits.%s %s is not a time: not sent as created_at",
                            created_key, _values.short_repr(traits[created_key]))
     if isinstance(attributes.get("email"), str):  # an identifier a person is given: never converted
         attributes["email"] = verbatim(attributes["email"])
