@@ -272,9 +272,8 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
         return clean(float(value), convert_timestamps, path, depth)
     converted = scalar(value, convert_timestamps)
     if converted is DROP:
-        logger.warning(
-            "analytics_cio: dropped %r: a value of type %s has no JSON form", path or "value", type(value).__name__
-        )
+        why = "a number too large for JSON" if isinstance(value, Decimal) else f"a value of type {type(value).__name__}"
+        logger.warning("analytics_cio: dropped %r: %s has no JSON form", path or "value", why)
         return DROP
     if convert_timestamps and isinstance(converted, str):  # an Enum or bytes holding an ISO string stays text
         return converted
