@@ -147,10 +147,10 @@ class Client:
             raise ArgumentValueError("api_version", f"must be 'v1' or 'v2', not {api_version!r}")
         if screen_as not in ("event", "screen"):
             raise ArgumentValueError("screen_as", f"must be 'event' or 'screen', not {screen_as!r}")
-        if not callable(on_error) and not on_error:  # None, False, 0: no callback, as analytics-python takes them
-            on_error = None
-        elif not callable(on_error):
-            raise ArgumentTypeError("on_error", "must be callable as on_error(exception, messages)")
+        if not callable(on_error):
+            if on_error:
+                raise ArgumentTypeError("on_error", "must be callable as on_error(exception, messages)")
+            on_error = None  # any falsy value (False, as Segment's own tests set) means no callback, as in Segment
         if max_requests_per_second is not None and max_requests_per_second <= 0:
             raise ArgumentValueError("max_requests_per_second", "must be positive, or None for no limit")
 

@@ -38,7 +38,10 @@ def _stdlib_fast(value: Any, convert_timestamps: bool) -> bytes:
         return encode_clean(value, convert_timestamps)
     if convert_timestamps and _ISO_HINT.search(text) is not None:
         return encode_clean(value, convert_timestamps)
-    return _utf8(text)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: clean() drops the value holding it
+        return encode_clean(value, convert_timestamps)
 
 
 def _orjson_fast(value: Any, convert_timestamps: bool) -> bytes:
@@ -93,5 +96,6 @@ def _utf8(text: str) -> bytes:
     try:
         return text.encode()
     except UnicodeEncodeError:
-        # A lone surrogate (from a bad decode upstream) has no UTF-8 form; JSON can still carry it escaped.
+        # A lone surrogate left in an identifier or a name (clean() drops the values holding one) has no UTF-8
+        # form; JSON can still carry it escaped, for Customer.io to judge.
         return json.dumps(json.loads(text), ensure_ascii=True, separators=(",", ":")).encode()

@@ -10,13 +10,13 @@ or reported, then records the point (byte offset, line number, counts) in the ch
 reader goes on meanwhile, so Customer.io's answers never hold the file's reading up. An interrupted
 import (Ctrl-C, SIGTERM, a crash, a kill) resumes from the last checkpoint with ``--resume``. Lines after it may
 have been sent already; they are sent again, and Customer.io ignores the events a second time because each
-carries a ULID ``id`` derived from the line's ``messageId`` (Segment's ids are not ULIDs, so the library would
-otherwise send none). Identifies, devices and objects are idempotent by nature.
+carries a ULID ``id`` derived from the line's ``messageId`` (the client derives one from any id that is not a ULID;
+a line without a ``messageId`` gets one derived from the line itself). Identifies, devices and objects are
+idempotent by nature.
 """
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import dataclasses
@@ -36,11 +36,10 @@ from dateutil.parser import isoparse
 from ._client import Client
 from ._errors import ArgumentError, DeliveryError
 from ._mapping import is_disabled
-from ._ulid import is_ulid
+from ._ulid import derived_ulid
 
 CHECKPOINT_VERSION = 1
 SHOWN_PROBLEMS = 20  # bad lines printed as they happen; the rest only in the summary and the errors file
-_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
@@ -54,13 +53,6 @@ class BadLine(Exception):
 
 
 # -- one line to one call ------------------------------------------------------------------------------------
-
-
-def derived_ulid(milliseconds: int, seed: bytes) -> str:
-    """A ULID that is always the same for the same message: its time, then 80 bits of a hash of its id."""
-    value = (max(0, min(milliseconds, 2**48 - 1)) << 80) | int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
-    # 160 bits in RFC 4648 base 32 are 32 digits; the last 26 are the 128-bit value, as ULIDs spell it.
-    return base64.b32encode(value.to_bytes(20, "big"))[6:].decode("ascii").translate(_TO_CROCKFORD)
 
 
 def _timestamp(message: Mapping[str, Any]) -> dt.datetime | None:
@@ -98,10 +90,10 @@ def call_for(message: Any, raw: bytes) -> tuple[str, dict[str, Any]]:
     kind = kind.lower()
     timestamp = _timestamp(message)
     message_id = _field(message, "messageId", "message_id")
-    if not is_ulid(message_id):
-        seed = str(message_id).encode() if isinstance(message_id, (str, int)) and message_id != "" else raw.strip()
+    if isinstance(message_id, bool) or not isinstance(message_id, (str, int)) or message_id == "":
+        # No usable id: one derived from the line itself, so that --resume sends the line under the same id.
         ms = int(timestamp.timestamp() * 1000) if timestamp is not None else 0
-        message_id = derived_ulid(ms, seed)
+        message_id = derived_ulid(ms, raw.strip())
     common: dict[str, Any] = {
         "user_id": _field(message, "userId", "user_id"),
         "context": message.get("context"),

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from . import _values
 from ._errors import DeliveryError, UnmappableError
-from ._ulid import is_ulid
+from ._ulid import derived_ulid, is_ulid
 from ._values import Verbatim, verbatim
 
 logger = logging.getLogger("analytics_cio")
@@ -41,9 +42,23 @@ PERSON_SEMANTIC_EVENTS: Final = {
 }
 OBJECT_DELETED: Final = "Object Deleted"
 RELATIONSHIP_DELETED: Final = "Relationship Deleted"
+REPORT_DELIVERY_EVENT: Final = "Report Delivery Event"
+REPORT_CONTENT_EVENT: Final = "Report Content Event"
+CONTENT_ACTIONS: Final = ("viewed_content", "clicked_content")
+# POST /api/v1/metrics: the one operation with no v2 form that carries all of it (v2's "delivery" op takes only
+# push metrics); both transports send it to that endpoint. Its op is the request body plus this type and action.
+METRICS_TYPE: Final = "delivery"
+METRICS_ACTION: Final = "metrics"
 
 _APPLE_PLATFORMS: Final = frozenset({"ios", "ipados", "watchos", "tvos", "iphone os"})
-_GROUP_META_KEYS: Final = ("object_type_id", "objectTypeId", "relationship_attributes", "relationshipAttributes")
+_OBJECT_ATTRIBUTES_KEYS: Final = ("objectAttributes", "object_attributes")
+_GROUP_META_KEYS: Final = frozenset(
+    {"object_type_id", "objectTypeId", "relationship_attributes", "relationshipAttributes", *_OBJECT_ATTRIBUTES_KEYS}
+)
+# The traits that relate a person to an object on identify (as Segment's Actions destination reads them).
+_RELATIONSHIP_KEYS: Final = frozenset(
+    {"objectId", "object_id", "objectTypeId", "object_type_id", "relationshipAttributes", "relationship_attributes"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,25 +116,8 @@ def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
 # -- who the person is ---------------------------------------------------------------------------------------
 
 
-_MEMO_SIZE: Final = 4096
-_identifiers_memo: dict[bool, dict[str, dict[str, str]]] = {True: {}, False: {}}  # by email_as_id, then id
-
-
 def person_identifiers(user_id: Any, options: MappingOptions) -> dict[str, str]:
     """``cio_…`` → cio_id, an email address → email (unless email_as_id is off), else id."""
-    # The same people come back again and again: remember the answer (a fresh dict each time, it is the op's).
-    if type(user_id) is not str:
-        return _resolve_person(user_id, options)
-    memo = _identifiers_memo[options.email_as_id]
-    known = memo.get(user_id)
-    if known is None:
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        known = memo[user_id] = _resolve_person(user_id, options)
-    return dict(known)
-
-
-def _resolve_person(user_id: Any, options: MappingOptions) -> dict[str, str]:
     value = verbatim(user_id)
     if value.startswith("cio_") and len(value) > 4:
         return {"cio_id": Verbatim(value[4:])}
@@ -146,28 +144,16 @@ def _known_person(message: Message, options: MappingOptions, what: str) -> dict[
     return person_identifiers(message["userId"], options)
 
 
-_last_second: tuple[str, int] = ("", 0)
-
-
 def _unix(message: Message) -> int | None:
-    global _last_second
     value = message.get("timestamp")
     if value is None:
         return None
-    # The builder's own form, "2024-05-01T12:00:00.123Z": messages arrive in bursts within one second, so the
-    # seconds are remembered, not parsed again (parsing was a third of the worker's time per message).
+    # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z").
     if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
-        second = value[:19]
-        last = _last_second
-        if last[0] == second:
-            return last[1]
         try:
-            seconds = _values.to_unix(dt.datetime.fromisoformat(second))
+            return _values.to_unix(dt.datetime.fromisoformat(value[:19]).replace(tzinfo=_values.UTC))
         except ValueError:
-            seconds = None
-        if seconds is not None:
-            _last_second = (second, seconds)
-            return seconds
+            pass
     converted = _values.timestamp_value(value)
     return converted if isinstance(converted, int) else None
 
@@ -193,19 +179,47 @@ def identify_op(message: Message, options: MappingOptions) -> Op:
             "identify needs a userId or traits.email: Customer.io cannot create a person from an anonymousId",
             field="userId",
         )
-    attributes = dict(traits)
-    created = attributes.pop("createdAt", None)
-    if "created_at" in attributes:
-        created = attributes["created_at"]
-    if created is not None:
-        attributes["created_at"] = _values.timestamp_value(created)
-    for key in ("id", "email"):  # identifiers a person is given: never converted
-        if isinstance(attributes.get(key), str):
-            attributes[key] = verbatim(attributes[key])
+    attributes = {k: v for k, v in traits.items() if k not in _RELATIONSHIP_KEYS}
+    created_key = "created_at" if "created_at" in traits else "createdAt" if "createdAt" in traits else None
+    attributes.pop("createdAt", None)
+    attributes.pop("created_at", None)
+    if created_key is not None:
+        created = _values.timestamp_value(traits[created_key])
+        if isinstance(created, int) and not isinstance(created, bool):
+            attributes["created_at"] = created
+        else:
+            logger.warning("analytics_cio: traits.%s %s is not a time: not sent as created_at",
+                           created_key, _values.short_repr(traits[created_key]))
+    if isinstance(attributes.get("email"), str):  # an identifier a person is given: never converted
+        attributes["email"] = verbatim(attributes["email"])
+    if "id" in attributes and _is_id(attributes["id"]):
+        attributes["id"] = verbatim(attributes["id"])  # ids are strings, as analytics-python makes user ids
     if _has(message.get("anonymousId")):
         attributes["anonymous_id"] = verbatim(message["anonymousId"])
     op: Op = {"type": "person", "action": "identify", "identifiers": identifiers, "attributes": attributes}
+    object_id = _first(traits, "objectId", "object_id")
+    if object_id is not None:
+        relationship: dict[str, Any] = {
+            "identifiers": {"object_type_id": _object_type_id(traits, options), "object_id": verbatim(object_id)},
+        }
+        _add_relationship_attributes(relationship, traits)
+        op["cio_relationships"] = [relationship]
     return _with_timestamp(op, message)
+
+
+def _is_id(value: Any) -> bool:
+    """A string, or a number (not a bool) that analytics-python would send as its text."""
+    return isinstance(value, str) or (isinstance(value, numbers.Number) and not isinstance(value, bool))
+
+
+def _add_relationship_attributes(relationship: dict[str, Any], traits: Mapping[str, Any]) -> None:
+    attributes = _first(traits, "relationship_attributes", "relationshipAttributes")
+    if attributes is None:
+        return
+    if not isinstance(attributes, Mapping):
+        raise UnmappableError("traits.relationship_attributes must be a dict", field="traits.relationship_attributes")
+    if attributes:
+        relationship["relationship_attributes"] = attributes
 
 
 # -- track and its special events ----------------------------------------------------------------------------
@@ -219,29 +233,38 @@ def cut_utf8(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", errors="ignore")
 
 
-_names_memo: dict[str, Verbatim] = {}
-
-
 def event_name(name: str) -> Verbatim:
-    known = _names_memo.get(name)
-    if known is not None:
-        return known
     cut = cut_utf8(name, EVENT_NAME_BYTES)
-    if cut != name:  # not remembered: every such event gets its warning
+    if cut != name:
         logger.warning("analytics_cio: event name cut to Customer.io's %d bytes: %r", EVENT_NAME_BYTES, cut)
-        return verbatim(cut)
-    if len(_names_memo) >= _MEMO_SIZE:
-        _names_memo.clear()
-    known = _names_memo[name] = verbatim(name)
-    return known
+    return verbatim(cut)
 
 
-def event_id(message_id: Any) -> Verbatim | None:
-    """The message id as Customer.io's de-duplicating event ``id``: only a ULID (canonical upper case)."""
-    if not isinstance(message_id, str):
+def event_id(message_id: Any, message: Message | None = None) -> Verbatim | None:
+    """The message id as Customer.io's de-duplicating event ``id``, a ULID (canonical upper case).
+
+    A message id that is not a ULID (Segment exports carry UUIDs) gives a ULID derived from it: the time part is
+    the message's timestamp in milliseconds, the rest the first 80 bits of the SHA-256 of the id's UTF-8 text.
+    The same message, sent or imported again, keeps its event id.
+    """
+    if isinstance(message_id, bool) or not isinstance(message_id, (str, int)) or message_id == "":
         return None
-    upper = message_id.upper()
-    return Verbatim(upper) if is_ulid(upper) else None
+    text = str(message_id)
+    upper = text.upper()
+    if is_ulid(upper):
+        return Verbatim(upper)
+    return Verbatim(derived_ulid(_unix_ms(message or {}), text.encode("utf-8", "surrogatepass")))
+
+
+def _unix_ms(message: Message) -> int:
+    """The message's timestamp in milliseconds (0 when it has none)."""
+    value = message.get("timestamp")
+    if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z" and value[20:23].isdigit():
+        seconds = _unix(message)
+        if seconds is not None:
+            return seconds * 1000 + int(value[20:23])
+    seconds = _unix(message)
+    return seconds * 1000 if seconds is not None else 0
 
 
 def _event_op(message: Message, options: MappingOptions, action: str, name: str) -> Op:
@@ -252,7 +275,7 @@ def _event_op(message: Message, options: MappingOptions, action: str, name: str)
         "identifiers": _event_identifiers(message, options),
         "name": event_name(name),
     }
-    ulid = event_id(message.get("messageId"))
+    ulid = event_id(message.get("messageId"), message)
     if ulid is not None:
         op["id"] = ulid
     properties = message.get("properties")
@@ -273,10 +296,14 @@ def track_ops(message: Message, options: MappingOptions) -> Mapped:
         return Mapped([{"type": "object", "action": "delete", "identifiers": _object_identifiers(properties, options)}])
     if name == RELATIONSHIP_DELETED:
         person = _known_person(message, options, "delete relationships of")
-        relationship = {"identifiers": _object_identifiers(properties, options)}
-        op: Op = {"type": "person", "action": "delete_relationships", "identifiers": person,
-                  "cio_relationships": [relationship]}
+        op: Op = {"type": "object", "action": "delete_relationships",
+                  "identifiers": _object_identifiers(properties, options),
+                  "cio_relationships": [{"identifiers": person}]}
         return Mapped([op])
+    if name == REPORT_DELIVERY_EVENT:
+        return Mapped([metrics_op(message, properties)])
+    if name == REPORT_CONTENT_EVENT:
+        return Mapped([content_op(message, options, properties)])
     if name in DEVICE_ADD_EVENTS or name in DEVICE_DELETE_EVENTS or name == options.device_token_event:
         return _device_ops(message, options, name)
     return Mapped([_event_op(message, options, "event", name)])
@@ -306,11 +333,14 @@ def _object_identifiers(properties: Mapping[str, Any], options: MappingOptions) 
 
 
 def device_platform(kind: Any) -> str | None:
-    """Customer.io's platform name for a Segment ``context.device.type``."""
-    if not isinstance(kind, str) or not kind.strip():
+    """Customer.io's platform for a Segment ``context.device.type``: ``ios`` or ``android``, the only two it
+    registers; None for any other."""
+    if not isinstance(kind, str):
         return None
     lowered = kind.strip().lower()
-    return "ios" if lowered in _APPLE_PLATFORMS else lowered
+    if lowered in _APPLE_PLATFORMS:
+        return "ios"
+    return "android" if lowered == "android" else None
 
 
 def _context_part(message: Message, key: str) -> Mapping[str, Any]:
@@ -362,10 +392,13 @@ def _device_ops(message: Message, options: MappingOptions, name: str) -> Mapped:
                               "device": {"token": verbatim(token)}})
         return result
     device = _context_part(message, "device")
-    platform = device_platform(device.get("type")) or device_platform(_context_part(message, "os").get("name"))
+    kind = device.get("type")
+    platform = device_platform(kind) if _has(kind) else device_platform(_context_part(message, "os").get("name"))
     if platform is None:
+        problem = f"is {_values.short_repr(kind)}" if _has(kind) else "is missing"
         result.errors = [*result.errors, UnmappableError(
-            "the device has no platform: set context.device.type (ios or android)", field="context.device.type",
+            f"context.device.type {problem}: Customer.io registers only ios and android devices, so the device "
+            "is not added (the event is sent)", field="context.device.type",
         )]
         if not result.ops:
             result.ops.append(event)
@@ -412,8 +445,14 @@ def group_op(message: Message, options: MappingOptions) -> Op:
     if not _has(message.get("groupId")):
         raise UnmappableError("group needs a groupId", field="groupId")
     traits: Mapping[str, Any] = message.get("traits") or {}
-    relationship_attributes = _first(traits, "relationship_attributes", "relationshipAttributes")
     attributes = {k: v for k, v in traits.items() if k not in _GROUP_META_KEYS}
+    for key in _OBJECT_ATTRIBUTES_KEYS:  # Segment's Actions field: the object's attributes, merged in
+        merged = traits.get(key)
+        if merged is None:
+            continue
+        if not isinstance(merged, Mapping):
+            raise UnmappableError(f"traits.{key} must be a dict", field=f"traits.{key}")
+        attributes.update(merged)
     if _has(message.get("userId")):
         action, person = "identify", person_identifiers(message["userId"], options)
     elif _has(message.get("anonymousId")):
@@ -421,11 +460,7 @@ def group_op(message: Message, options: MappingOptions) -> Op:
     else:
         raise UnmappableError("group needs a userId or an anonymousId", field="userId")
     relationship: dict[str, Any] = {"identifiers": person}
-    if relationship_attributes is not None:
-        if not isinstance(relationship_attributes, Mapping):
-            raise UnmappableError("traits.relationship_attributes must be a dict", field="relationship_attributes")
-        if relationship_attributes:
-            relationship["relationship_attributes"] = relationship_attributes
+    _add_relationship_attributes(relationship, traits)
     op: Op = {
         "type": "object",
         "action": action,
@@ -446,3 +481,55 @@ def alias_op(message: Message, options: MappingOptions) -> Op:
         "primary": person_identifiers(message["userId"], options),
         "secondary": person_identifiers(message["previousId"], options),
     }
+
+
+# -- delivery metrics and content events ---------------------------------------------------------------------
+
+# Report Delivery Event: properties (camelCase as Segment's Actions destination reads them, or snake_case) to the
+# fields of POST /api/v1/metrics.
+_METRIC_FIELDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("recipient", ("recipient",)),
+    ("reason", ("reason",)),
+    ("href", ("href",)),
+)
+_METRIC_METADATA: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("action_name", ("actionName", "action_name")),
+    ("action_value", ("actionValue", "action_value")),
+)
+
+
+def metrics_op(message: Message, properties: Mapping[str, Any]) -> Op:
+    """``Report Delivery Event``: a delivery metric for ``POST /api/v1/metrics`` (see METRICS_TYPE)."""
+    delivery_id = _first(properties, "deliveryId", "delivery_id")
+    if delivery_id is None:
+        raise UnmappableError("Report Delivery Event needs properties.deliveryId", field="properties.deliveryId")
+    metric = properties.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise UnmappableError("Report Delivery Event needs properties.metric (e.g. opened, clicked)",
+                              field="properties.metric")
+    op: Op = {"type": METRICS_TYPE, "action": METRICS_ACTION, "delivery_id": verbatim(delivery_id),
+              "metric": verbatim(metric)}
+    for field, keys in _METRIC_FIELDS:
+        value = _first(properties, *keys)
+        if value is not None:
+            op[field] = verbatim(value)
+    metadata = {}
+    for field, keys in _METRIC_METADATA:  # Segment's in-app action fields
+        value = _first(properties, *keys)
+        if value is not None:
+            metadata[field] = verbatim(value)
+    if metadata:
+        op["metadata"] = metadata
+    return _with_timestamp(op, message)
+
+
+def content_op(message: Message, options: MappingOptions, properties: Mapping[str, Any]) -> Op:
+    """``Report Content Event``: Customer.io's ``viewed_content`` / ``clicked_content`` person op."""
+    action = _first(properties, "actionType", "action_type")
+    if action not in CONTENT_ACTIONS:
+        raise UnmappableError(
+            f"Report Content Event needs properties.actionType {' or '.join(CONTENT_ACTIONS)}, not "
+            f"{_values.short_repr(action)}", field="properties.actionType",
+        )
+    data = {k: v for k, v in properties.items() if k not in ("actionType", "action_type")}
+    return _event_op({**message, "properties": data}, options, action, action)

@@ -22,27 +22,57 @@ Message = dict[str, Any]
 LIBRARY: Final = {"name": "analytics-cio", "version": __version__}
 _UTC: Final = dt.timezone.utc
 _IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date})
+# Deeper than this, a structure is refused at the call (it is most likely one that contains itself): copying it
+# would exhaust the interpreter's recursion limit. Values nested deeper than _values.MAX_DEPTH (64) that pass
+# this are dropped, with a warning, when they are encoded.
+SNAPSHOT_MAX_DEPTH: Final = 200
 
 
-def snapshot(value: Any) -> Any:
+class _TooDeep(Exception):
+    pass
+
+
+def snapshot(value: Any, depth: int = 0) -> Any:
     """A copy of the containers in ``value``, deep enough that the caller's later changes cannot reach it.
 
     Immutable scalars are shared, not copied. Mutable non-JSON containers (sets, dataclasses, mappings of other
     kinds, bytearrays) are converted to their JSON-shaped equivalent here, while they still hold what was passed.
+    Raises ``_TooDeep`` past :data:`SNAPSHOT_MAX_DEPTH` levels (a structure that contains itself has no end).
     """
     kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) in _IMMUTABLE else snapshot(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [v if type(v) in _IMMUTABLE else snapshot(v) for v in value]
     if kind in _IMMUTABLE:
         return value
+    if depth >= SNAPSHOT_MAX_DEPTH:
+        raise _TooDeep
+    if kind is dict:
+        return {k: v if type(v) in _IMMUTABLE else snapshot(v, depth + 1) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _IMMUTABLE else snapshot(v, depth + 1) for v in value]
     if isinstance(value, (Mapping, list, tuple, set, frozenset, bytearray, memoryview)) or hasattr(
         value, "__dataclass_fields__"
     ):
         converted = scalar(value, False) if not isinstance(value, (list, tuple)) else list(value)
-        return snapshot(converted) if type(converted) in (dict, list) else converted
+        return snapshot(converted, depth + 1) if type(converted) in (dict, list) else converted
     return value
+
+
+def _contains_itself(value: Any) -> bool:
+    """Whether a dict or list inside ``value`` holds one of the containers it is inside of."""
+    inside: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, leaving = stack.pop()
+        if leaving:
+            inside.discard(id(item))
+            continue
+        if not isinstance(item, (Mapping, list, tuple)):
+            continue
+        if id(item) in inside:
+            return True
+        inside.add(id(item))
+        stack.append((item, True))
+        stack.extend((child, False) for child in (item.values() if isinstance(item, Mapping) else item))
+    return False
 
 
 def optional_dict(name: str, value: Any) -> dict[str, Any] | None:
@@ -53,7 +83,12 @@ def optional_dict(name: str, value: Any) -> dict[str, Any] | None:
         if not isinstance(value, Mapping):
             raise ArgumentTypeError(name, f"must be a dict, not {type(value).__name__}")
         value = dict(value)
-    copied: dict[str, Any] = snapshot(value)
+    try:
+        copied: dict[str, Any] = snapshot(value)
+    except (_TooDeep, RecursionError):
+        if _contains_itself(value):
+            raise ArgumentValueError(name, "contains itself (a cycle): it has no JSON form") from None
+        raise ArgumentValueError(name, f"is nested deeper than {SNAPSHOT_MAX_DEPTH} levels") from None
     return copied
 
 
@@ -107,7 +142,10 @@ def _timestamp(value: Any) -> str:
             value = dt.datetime(value.year, value.month, value.day)
         else:
             raise ArgumentTypeError("timestamp", f"must be a datetime, not {type(value).__name__}")
-    utc = _guess_timezone(value).astimezone(_UTC)
+    try:
+        utc = _guess_timezone(value).astimezone(_UTC)
+    except (OverflowError, ValueError):  # datetime.min at +05:00 is before the year 1 in UTC
+        raise ArgumentValueError("timestamp", f"{value.isoformat()} is out of the range of dates in UTC") from None
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 

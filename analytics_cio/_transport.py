@@ -33,7 +33,7 @@ from ._http import Answer, ConnectionPool
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._ratelimit import RateLimiter
 from ._retry import MAX_RETRY_AFTER, is_retryable_status, parse_retry_after
-from ._v1 import v1_request
+from ._v1 import metrics_request, v1_request
 from ._version import __version__
 
 logger = logging.getLogger("analytics_cio")
@@ -314,9 +314,24 @@ class BatchTransport(HttpTransport):
     max_batch_bytes = BATCH_BYTES - len(b'{"batch":[]}')
 
     def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
+        metrics = metrics_request(op)  # delivery metrics have no whole v2 form: POST /api/v1/metrics
+        if metrics is not None:
+            method, path, body, lane = metrics
+            return WireOp(self.encode(body), message, method, path, lane)
         return WireOp(self.encode(op), message)
 
     def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
+        if any(op.path for op in ops):  # requests of their own (metrics) go one by one, the rest as one batch
+            own = [i for i, op in enumerate(ops) if op.path]
+            batched = [i for i, op in enumerate(ops) if not op.path]
+            outcomes: list[Outcome] = [DELIVERED] * len(ops)
+            for i in own:
+                limited = self.rate_limiter.acquire(stop)
+                outcomes[i] = self.request(ops[i].method, ops[i].path, ops[i].data) if limited else Outcome(
+                    False, retryable=True, reason="stopped before sending")
+            for i, outcome in zip(batched, self.send([ops[i] for i in batched], stop)):
+                outcomes[i] = outcome
+            return outcomes
         if not ops:
             return []
         if not self.rate_limiter.acquire(stop):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import random
 import re
@@ -9,6 +11,7 @@ import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # two base-32 digits (10 bits) per lookup
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 _ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 # A private generator: the application may seed the global `random` (tests often do), which would make two
@@ -40,3 +43,11 @@ def new_ulid() -> str:
 def is_ulid(value: object) -> bool:
     """Whether ``value`` is a string in canonical (upper-case Crockford) ULID form."""
     return isinstance(value, str) and len(value) == 26 and _ULID_RE.fullmatch(value) is not None
+
+
+def derived_ulid(milliseconds: int, seed: bytes) -> str:
+    """A ULID that is always the same for the same ``seed`` and time: the time part is ``milliseconds`` (clamped
+    to ULID's 48 bits), the other 80 bits are the first 80 bits of the SHA-256 of ``seed``."""
+    value = (max(0, min(milliseconds, 2**48 - 1)) << 80) | int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
+    # 160 bits in RFC 4648 base 32 are 32 digits; the last 26 are the 128-bit value, as ULIDs spell it.
+    return base64.b32encode(value.to_bytes(20, "big"))[6:].decode("ascii").translate(_TO_CROCKFORD)

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 ENTITY_PATH = "/api/v2/entity"
+METRICS_PATH = "/api/v1/metrics"
 _DOT_SEGMENTS = frozenset({".", ".."})
 
 
@@ -46,6 +47,10 @@ def v1_identifier(identifiers: Mapping[str, Any]) -> str | None:
     return text if read_as == kind and path_safe(text) else None
 
 
+_V1_ACTIONS = frozenset({"identify", "event", "page", "screen", "add_device", "delete_device", "delete", "suppress",
+                         "unsuppress", "merge"})
+
+
 def _lane(identifiers: Mapping[str, Any] | None) -> str:
     """Requests in one lane go in order: a person's (or anonymous visitor's) operations keep their order."""
     if not identifiers:
@@ -62,9 +67,21 @@ def _entity(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
     return "POST", ENTITY_PATH, op, _lane(person)
 
 
+def metrics_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str] | None:
+    """The ``POST /api/v1/metrics`` request of a delivery metric op (``_mapping.metrics_op``), else None."""
+    if op.get("type") != "delivery" or op.get("action") != "metrics":
+        return None
+    body = {k: v for k, v in op.items() if k not in ("type", "action")}
+    return "POST", METRICS_PATH, body, f"delivery:{op.get('delivery_id')}"
+
+
 def v1_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
     """(method, path, body, lane) of the v1 request for a v2-form operation."""
-    if op.get("type") != "person" or op.get("action") in ("add_relationships", "delete_relationships"):
+    metrics = metrics_request(op)
+    if metrics is not None:
+        return metrics
+    if op.get("type") != "person" or op.get("action") not in _V1_ACTIONS or op.get("cio_relationships"):
+        # Objects, relationships (an identify's too) and content events have no v1 form.
         return _entity(op)
     action = op["action"]
     if action == "merge":

@@ -29,6 +29,10 @@ MAX_DEPTH: Final = 64
 # A larger "Unix seconds" value (past the year 2286) is milliseconds: Customer.io rejects it as seconds.
 LATEST_UNIX_SECONDS: Final = 9_999_999_999
 ISO_DATE_RE: Final = re.compile(r"\d{4}-\d\d-\d\d")
+# Integers from this size on have no JSON text here: Python (3.11+) refuses to write more than 4300 digits, and
+# no Customer.io value holds them. They are dropped (with a warning) on every Python version alike.
+INT_DIGITS_LIMIT: Final = 4300
+_INT_LIMIT: Final = 10**INT_DIGITS_LIMIT
 
 # Strict ISO-8601 date *and* time, extended form; 'T' or a space between them. Date-only strings, digit-only
 # strings, phone numbers and ids never match.
@@ -126,9 +130,7 @@ def scalar(value: Any, convert_timestamps: bool) -> Any:
     if isinstance(value, dt.time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            return None
-        return int(value) if value == value.to_integral_value() else float(value)
+        return decimal_number(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -146,6 +148,43 @@ def scalar(value: Any, convert_timestamps: bool) -> Any:
     if isinstance(value, numbers.Real):
         return float(value)
     return DROP
+
+
+def decimal_number(value: Decimal) -> Any:
+    """A Decimal as a JSON number: an int when it is whole, else a float; None for NaN and ±inf; DROP for one
+    too large for either. The exponent is looked at first: ``int(Decimal("1e400000"))`` alone takes seconds."""
+    if not value.is_finite():
+        return None
+    if value.adjusted() < INT_DIGITS_LIMIT - 1 and value == value.to_integral_value():
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else DROP
+
+
+def representable_int(value: int) -> bool:
+    return -_INT_LIMIT < value < _INT_LIMIT
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (from a bad decode upstream): it has no UTF-8 form."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages; never fails (a huge int has no repr)."""
+    if isinstance(value, int) and not representable_int(value):
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    try:
+        text = repr(value)
+    except Exception:  # a caller's object whose __repr__ fails
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sorted_if_possible(values: set[Any] | frozenset[Any]) -> list[Any]:
@@ -167,6 +206,8 @@ def json_key(key: Any) -> str | None:
         return "null"
     if isinstance(key, enum.Enum):
         return json_key(key.value)
+    if isinstance(key, int) and not representable_int(key):
+        return None
     if isinstance(key, (int, float, uuid.UUID, Decimal)):
         return str(key)
     if isinstance(key, (dt.date, dt.time)):
@@ -182,13 +223,21 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
     if kind is Verbatim:
         return value
     if kind is str:
+        if has_surrogates(value):
+            logger.warning("analytics_cio: dropped %r: the text holds a lone surrogate, which has no UTF-8 form",
+                           path or "value")
+            return DROP
         if convert_timestamps and len(value) >= 16:
             parsed = parse_iso_datetime(value)
             if parsed is not None:
                 return to_unix(parsed)
         return value
     if kind is int:
-        return value
+        if representable_int(value):
+            return value
+        logger.warning("analytics_cio: dropped %r: an integer of more than %d digits", path or "value",
+                       INT_DIGITS_LIMIT)
+        return DROP
     if kind is float:
         return value if math.isfinite(value) else None
     if depth >= MAX_DEPTH:
@@ -199,8 +248,8 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
         for key, item in value.items():
             name = json_key(key)
             where = f"{path}.{name}" if path else str(name)
-            if name is None:
-                logger.warning("analytics_cio: dropped key %r under %r: not a JSON key", key, path or "top")
+            if name is None or has_surrogates(name):
+                logger.warning("analytics_cio: dropped key %s under %r: not a JSON key", short_repr(key), path or "top")
                 continue
             cleaned = clean(item, convert_timestamps, where, depth + 1)
             if cleaned is not DROP:
@@ -218,14 +267,13 @@ def clean(value: Any, convert_timestamps: bool, path: str = "", depth: int = 0) 
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int) and not isinstance(value, enum.Enum):
-        return int(value)
+        return clean(int(value), convert_timestamps, path, depth)
     if isinstance(value, float) and not isinstance(value, enum.Enum):
         return clean(float(value), convert_timestamps, path, depth)
     converted = scalar(value, convert_timestamps)
     if converted is DROP:
-        logger.warning(
-            "analytics_cio: dropped %r: a value of type %s has no JSON form", path or "value", type(value).__name__
-        )
+        why = "a number too large for JSON" if isinstance(value, Decimal) else f"a value of type {type(value).__name__}"
+        logger.warning("analytics_cio: dropped %r: %s has no JSON form", path or "value", why)
         return DROP
     if convert_timestamps and isinstance(converted, str):  # an Enum or bytes holding an ISO string stays text
         return converted

@@ -237,7 +237,7 @@ def test_shutdown_racing_callers_and_flushes_strands_nothing(make_client: Callab
         accepted: list[str] = []
         flushes: list[bool] = []
 
-        def caller(client: Client = client) -> None:
+        def caller(client: Client = client, accepted: list[str] = accepted, flushes: list[bool] = flushes) -> None:
             for i in range(200):
                 ok, message = client.track("u", "Racing", {"seq": i})
                 if ok:

@@ -239,7 +239,8 @@ def test_v2_entity_and_batch_apply_like_v1(api: Api, cio: LocalCustomerIO) -> No
         {"type": "person", "action": "page", "identifiers": {"email": "x@y.z"}, "name": "/home"},
         {"type": "person", "action": "add_device", "identifiers": {"id": "42"},
          "device": {"token": "t", "platform": "android", "attributes": {"app_version": "2"}}},
-        {"type": "delivery", "action": "opened", "identifiers": {"id": "dlv_1"}, "timestamp": 1700000000},
+        {"type": "delivery", "action": "event", "identifiers": {"id": "dlv_1"}, "name": "opened",
+         "attributes": {"device_token": "t"}, "timestamp": 1700000000},
     )
 
     assert (r.status_code, r.json()) == (200, {})
@@ -248,9 +249,9 @@ def test_v2_entity_and_batch_apply_like_v1(api: Api, cio: LocalCustomerIO) -> No
     ]
     assert cio.state.person("42")["devices"]["t"]["platform"] == "android"  # type: ignore[index]
     assert cio.state.snapshot()["deliveries"] == [
-        {"id": "dlv_1", "action": "opened", "timestamp": 1700000000, "attributes": None}
+        {"delivery_id": "dlv_1", "metric": "opened", "timestamp": 1700000000, "attributes": {"device_token": "t"}}
     ]
-    assert [op["action"] for op in cio.ops()] == ["identify", "event", "page", "add_device", "opened"]
+    assert [op["action"] for op in cio.ops()] == ["identify", "event", "page", "add_device", "event"]
 
 
 def test_v2_entity_errors(api: Api) -> None:

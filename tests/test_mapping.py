@@ -26,7 +26,7 @@ from analytics_cio import LimitError, UnmappableError, _encoding
 from analytics_cio._encoding import encode, encode_clean
 from analytics_cio._limits import check_op, check_size
 from analytics_cio._mapping import MappingOptions, is_disabled, map_message
-from analytics_cio._ulid import new_ulid
+from analytics_cio._ulid import derived_ulid, is_ulid, new_ulid
 from analytics_cio._v1 import v1_request
 from analytics_cio._values import clean, timestamp_value, to_unix
 
@@ -196,10 +196,15 @@ def test_event_id_is_the_ulid_message_id() -> None:
 
 
 @pytest.mark.parametrize("message_id", ["order-42", "6f1c6a2e-3a8b-4b7e-9a1f-0c2d3e4f5a6b", "8" * 26])
-def test_a_non_ulid_message_id_is_kept_but_not_sent(message_id: str) -> None:
-    msg = message("track", event="E", messageId=message_id)
-    assert "id" not in op(msg)
+def test_a_non_ulid_message_id_is_kept_and_gives_a_derived_ulid(message_id: str) -> None:
+    msg = message("track", event="E", messageId=message_id, timestamp="2021-06-01T10:00:00.123Z")
+    event_id = op(msg)["id"]
+    assert is_ulid(event_id) and event_id != message_id
     assert msg["messageId"] == message_id
+    assert op(dict(msg))["id"] == event_id  # the same message again: the same id (Customer.io drops the repeat)
+    assert event_id == derived_ulid(1622541600123, message_id.encode())  # time part: the message's timestamp
+    other = op(message("track", event="E", messageId=message_id + "x", timestamp="2021-06-01T10:00:00.123Z"))
+    assert other["id"] != event_id
 
 
 def test_long_event_names_are_cut_at_a_character_boundary(caplog: pytest.LogCaptureFixture) -> None:
@@ -306,7 +311,7 @@ def test_device_token_event_is_configurable() -> None:
     ("kind", "platform"),
     [
         ("ios", "ios"), ("iOS", "ios"), ("iPhone OS", "ios"), ("ipados", "ios"), ("iPadOS", "ios"),
-        ("watchOS", "ios"), ("tvos", "ios"), ("android", "android"), ("Android", "android"), ("Web", "web"),
+        ("watchOS", "ios"), ("tvos", "ios"), ("android", "android"), ("Android", "android"),
     ],
 )
 def test_device_platform_is_normalised(kind: str, platform: str) -> None:
@@ -416,7 +421,7 @@ def test_anonymous_group_uses_identify_anonymous() -> None:
 
 def test_group_relationship_attributes_must_be_a_dict() -> None:
     problem = error(message("group", groupId="acme", traits={"relationship_attributes": "admin"}))
-    assert isinstance(problem, UnmappableError) and problem.field == "relationship_attributes"
+    assert isinstance(problem, UnmappableError) and problem.field == "traits.relationship_attributes"
 
 
 # -- alias ----------------------------------------------------------------------------------------------------
@@ -459,8 +464,8 @@ def test_object_deleted() -> None:
 
 def test_relationship_deleted() -> None:
     assert op(message("track", event="Relationship Deleted", properties={"object_id": "acme"})) == {
-        "type": "person", "action": "delete_relationships", "identifiers": {"id": "u1"},
-        "cio_relationships": [{"identifiers": {"object_type_id": "1", "object_id": "acme"}}],
+        "type": "object", "action": "delete_relationships", "identifiers": {"object_type_id": "1", "object_id": "acme"},
+        "cio_relationships": [{"identifiers": {"id": "u1"}}],
     }
 
 

@@ -198,11 +198,13 @@ def test_track(client: Client, server: LocalCustomerIO, api: str) -> None:
 def test_a_resent_event_is_deduplicated_by_its_ulid(client: Client, server: LocalCustomerIO, api: str) -> None:
     _, msg = client.track("u1", "Order Completed", timestamp=WHEN)
     client.track("u1", "Order Completed", timestamp=WHEN, message_id=msg["messageId"])
-    client.track("u1", "Order Completed", timestamp=WHEN, message_id="order-42")  # not a ULID: no id sent
+    client.track("u1", "Order Completed", timestamp=WHEN, message_id="order-42")  # not a ULID: one derived from it
+    client.track("u1", "Order Completed", timestamp=WHEN, message_id="order-42")
     ops = sent(client, server, api)
     ids = [op.get("id") for op in ops] if api == "v2" else [body.get("id") for _, _, body in ops]
-    assert ids == [msg["messageId"], msg["messageId"], None]
-    assert server.state.duplicates == 1
+    assert ids[:2] == [msg["messageId"], msg["messageId"]]
+    assert ids[2] == ids[3] and ids[2] not in (None, "order-42", msg["messageId"])
+    assert server.state.duplicates == 2
 
 
 def test_long_event_names_are_cut(client: Client, server: LocalCustomerIO, api: str,
@@ -303,14 +305,19 @@ def test_device_platforms(client: Client, server: LocalCustomerIO, api: str, kin
     assert all_accepted(server)
 
 
-def test_an_unknown_platform_is_sent_lower_cased_and_customerio_refusal_reaches_on_error(
-    client: Client, server: LocalCustomerIO, api: str, errors: Errors
+@pytest.mark.parametrize("lifecycle", [True, False])
+def test_an_unknown_platform_adds_no_device_and_is_reported_but_the_event_goes(
+    make: Callable[..., Client], server: LocalCustomerIO, api: str, errors: Errors, lifecycle: bool
 ) -> None:
+    client = make(send_lifecycle_events=lifecycle)
     _, msg = client.track("u1", "Application Opened", context={"device": {"token": "t", "type": "Web"}})
     ops = sent(client, server, api)
-    assert (ops[0]["device"] if api == "v2" else ops[0][2]["device"])["platform"] == "web"
+    assert len(ops) == 1
+    assert (ops[0]["action"] if api == "v2" else ops[0][1]) in ("event", "/api/v1/customers/u1/events")
     ((error, messages),) = errors
-    assert "platform" in str(error) and messages == [msg]
+    assert isinstance(error, UnmappableError) and error.field == "context.device.type" and "'Web'" in str(error)
+    assert messages == [msg]
+    assert all_accepted(server) and server.state.person("u1")["devices"] == {}  # type: ignore[index]
 
 
 @pytest.mark.parametrize("event", ["Application Uninstalled", "Device Deleted"])
@@ -459,8 +466,8 @@ def test_semantic_events(client: Client, server: LocalCustomerIO, api: str) -> N
         {"type": "person", "action": "suppress", **person},
         {"type": "person", "action": "unsuppress", **person},
         {"type": "person", "action": "suppress", **person},
-        {"type": "person", "action": "delete_relationships", **person,
-         "cio_relationships": [{"identifiers": {"object_type_id": "1", "object_id": "acme"}}]},
+        {"type": "object", "action": "delete_relationships",
+         "identifiers": {"object_type_id": "1", "object_id": "acme"}, "cio_relationships": [person]},
         {"type": "object", "action": "delete", "identifiers": {"object_type_id": "2", "object_id": "gone"}},
         {"type": "person", "action": "delete", "identifiers": {"id": "u2"}},
     ]

@@ -388,14 +388,23 @@ class State:
                 _merge_attributes(attributes, relationship.get("relationship_attributes") or {})
 
     def _delivery(self, op: Op) -> None:
-        self._deliveries.append({"id": op["identifiers"]["id"], "action": op["action"],
-                                 "timestamp": op.get("timestamp"), "attributes": _copy(op.get("attributes"))})
+        """A delivery metric: a v2 delivery op, or (``action: metrics``) a ``POST /api/v1/metrics`` body."""
+        if op["action"] == "metrics":
+            record = {"delivery_id": op["delivery_id"], "metric": op["metric"], "timestamp": op.get("timestamp"),
+                      "attributes": {k: _copy(v) for k, v in op.items() if k in ("recipient", "reason", "href",
+                                                                                   "metadata")}}
+        else:
+            record = {"delivery_id": op["identifiers"]["id"], "metric": op["name"], "timestamp": op.get("timestamp"),
+                      "attributes": _copy(op.get("attributes") or {})}
+        self._deliveries.append(record)
 
     _APPLY: dict[tuple[str, str], Callable[[State, Op], None]] = {
         ("person", "identify"): _identify,
         ("person", "event"): _event,
         ("person", "page"): _event,
         ("person", "screen"): _event,
+        ("person", "viewed_content"): _event,
+        ("person", "clicked_content"): _event,
         ("person", "add_device"): _add_device,
         ("person", "delete_device"): _delete_device,
         ("person", "delete"): _delete,

@@ -16,6 +16,8 @@ Where v1 says things its own way:
   ``POST /api/v1/events`` (an anonymous event) requires ``anonymous_id``.
 - A device's token is ``device.id`` (v2: ``device.token``).
 - v2's limit on one operation's size does not apply.
+- ``POST /api/v1/metrics`` (a delivery metric) has no v2 op that holds all of it: it is checked as itself
+  (:func:`~._validation.validate_metrics`) and kept as ``{"type": "delivery", "action": "metrics", **body}``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ._answers import OK, json_answer, v1_invalid
 from ._body import Body
 from ._httpd import Answer
 from ._routes import Handler, Route, Server
-from ._validation import EVENT_ACTIONS, Op, Problem, validate_op
+from ._validation import EVENT_ACTIONS, Op, Problem, validate_metrics, validate_op
 
 
 def _person_from_path(identifier: str) -> dict[str, str]:
@@ -163,6 +165,18 @@ def _merge(app: Server, params: list[str], body: Body) -> Answer:
     return _apply(app, [op], merge=True)
 
 
+def _metrics(app: Server, params: list[str], body: Body) -> Answer:
+    data, problems = _json_object(body)
+    if data is None:
+        return v1_invalid(problems)
+    problems = validate_metrics(data)
+    if problems and app.validate:
+        return v1_invalid(problems)
+    if not problems:
+        app._apply([{**data, "type": "delivery", "action": "metrics"}], v2=False)
+    return OK
+
+
 def _region(app: Server, params: list[str], body: Body) -> Answer:
     return json_answer(200, {"url": app.url, "region": app.region, "environment_id": 1})
 
@@ -177,5 +191,6 @@ V1_ROUTES: list[Route] = [
     (("api", "v1", "customers", "{}", "suppress"), ("POST",), _person_action("suppress")),
     (("api", "v1", "customers", "{}", "unsuppress"), ("POST",), _person_action("unsuppress")),
     (("api", "v1", "merge_customers"), ("POST",), _merge),
+    (("api", "v1", "metrics"), ("POST",), _metrics),
     (("api", "v1", "accounts", "region"), ("GET",), _region),
 ]

@@ -10,6 +10,13 @@ Where Customer.io's documentation is silent, these rules make a choice:
 - Event ids are ULIDs (26 Crockford base-32 characters, case-insensitive, first character 0-7); any other
   ``id`` is rejected (Customer.io does not document this).
 - Timestamps must be integer Unix seconds; a value above 9,999,999,999 is rejected as milliseconds.
+- The content events (``viewed_content``, ``clicked_content``: person actions Customer.io's Data Pipelines send,
+  absent from the published Track API description) are checked as events are.
+
+Delivery metrics come two ways, as Customer.io documents them: the v2 ``delivery`` op (``action: event``, the
+metric in ``name``: ``opened``, ``converted`` or ``delivered``, ``attributes.device_token`` required), and
+``POST /api/v1/metrics`` (:func:`validate_metrics`: ``delivery_id``, ``metric`` from the channels' lists,
+``timestamp``, and ``recipient``, ``reason``, ``href`` where given).
 """
 
 from __future__ import annotations
@@ -32,9 +39,13 @@ PERSON_KEYS = ("id", "email", "cio_id", "phone")
 MERGE_KEYS = ("id", "email", "cio_id")
 PLATFORMS = ("ios", "android")
 EVENT_ACTIONS = ("event", "page", "screen")
+CONTENT_ACTIONS = ("viewed_content", "clicked_content")
+DELIVERY_NAMES = ("opened", "converted", "delivered")  # the v2 delivery op's metrics
+# Every metric of POST /api/v1/metrics, over all its channels (email, in-app, push, Slack, SMS, webhook).
+METRICS = ("bounced", "clicked", "converted", "deferred", "delivered", "dropped", "opened", "spammed")
 PERSON_ACTIONS = (
-    "identify", *EVENT_ACTIONS, "add_device", "delete_device", "delete", "suppress", "unsuppress", "merge",
-    "add_relationships", "delete_relationships",
+    "identify", *EVENT_ACTIONS, *CONTENT_ACTIONS, "add_device", "delete_device", "delete", "suppress",
+    "unsuppress", "merge", "add_relationships", "delete_relationships",
 )
 OBJECT_ACTIONS = ("identify", "identify_anonymous", "delete", "add_relationships", "delete_relationships")
 
@@ -85,9 +96,7 @@ def validate_op(op: Any) -> list[Problem]:
     if action is None:
         return [Problem("required", "action", "action is required")]
     if kind == "delivery":
-        if not isinstance(action, str) or not action:
-            return [Problem("invalid", "action", "action must be a non-empty string")]
-        return _identifier(op.get("identifiers"), "identifiers", ("id",))
+        return _check_delivery(op)
     allowed = PERSON_ACTIONS if kind == "person" else OBJECT_ACTIONS
     if action not in allowed:
         return [Problem("invalid", "action", f"{kind} action must be one of {', '.join(allowed)}")]
@@ -234,6 +243,46 @@ def _check_event(op: Op) -> list[Problem]:
     return problems
 
 
+def _check_delivery(op: Op) -> list[Problem]:
+    if op.get("action") != "event":
+        return [Problem("invalid", "action", "a delivery's action must be event")]
+    problems = _identifier(op.get("identifiers"), "identifiers", ("id",))
+    if op.get("name") not in DELIVERY_NAMES:
+        problems.append(Problem("invalid", "name", f"a delivery's name must be one of {', '.join(DELIVERY_NAMES)}"))
+    attributes = op.get("attributes")
+    if not isinstance(attributes, dict):
+        problems.append(_required("attributes", "attributes (with device_token)"))
+    elif not isinstance(attributes.get("device_token"), str) or not attributes["device_token"]:
+        problems.append(_required("attributes.device_token", "attributes.device_token"))
+    return problems + _unix_seconds(op, "timestamp")
+
+
+def validate_metrics(body: Any) -> list[Problem]:
+    """Every way a ``POST /api/v1/metrics`` body breaks Customer.io's documented rules."""
+    if not isinstance(body, dict):
+        return [Problem("invalid", "", "the request body must be a JSON object")]
+    problems = []
+    delivery_id = body.get("delivery_id")
+    if delivery_id is None:
+        problems.append(_required("delivery_id", "delivery_id"))
+    elif not isinstance(delivery_id, str) or not delivery_id:
+        problems.append(Problem("invalid", "delivery_id", "delivery_id must be a non-empty string"))
+    metric = body.get("metric")
+    if metric is None:
+        problems.append(_required("metric", "metric"))
+    elif metric not in METRICS:
+        problems.append(Problem("invalid", "metric", f"metric must be one of {', '.join(METRICS)}"))
+    for field in ("reason", "href"):
+        if field in body and not isinstance(body[field], str):
+            problems.append(Problem("invalid", field, f"{field} must be a string"))
+    recipient = body.get("recipient")  # an email address, a person's id, a device token; SMS: a phone number
+    if recipient is not None and (isinstance(recipient, bool) or not isinstance(recipient, (str, int))):
+        problems.append(Problem("invalid", "recipient", "recipient must be a string"))
+    if "metadata" in body and not isinstance(body["metadata"], dict):
+        problems.append(Problem("invalid", "metadata", "metadata must be a JSON object"))
+    return problems + _unix_seconds(body, "timestamp")
+
+
 def _check_device(op: Op, *, adding: bool) -> list[Problem]:
     problems = _identifier(op.get("identifiers"), "identifiers", PERSON_KEYS)
     device = op.get("device")
@@ -289,7 +338,7 @@ def _check_object_relationships(op: Op) -> list[Problem]:
 
 _CHECKS: dict[tuple[str, str], Callable[[Op], list[Problem]]] = {
     ("person", "identify"): _check_identify,
-    **{("person", action): _check_event for action in EVENT_ACTIONS},
+    **{("person", action): _check_event for action in (*EVENT_ACTIONS, *CONTENT_ACTIONS)},
     ("person", "add_device"): lambda op: _check_device(op, adding=True),
     ("person", "delete_device"): lambda op: _check_device(op, adding=False),
     ("person", "delete"): _check_person,
