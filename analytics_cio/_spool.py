@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS ops (
     owner TEXT NOT NULL DEFAULT ''
 )
 """
+_inherited: list[sqlite3.Connection] = []  # connections a forked child inherited: never touched again
 _INSERT = "INSERT INTO ops (method, path, lane, data, message, owner) VALUES (?, ?, ?, ?, ?, ?)"
 _SELECT = "SELECT id, method, path, lane, data, message FROM ops"
 
@@ -210,7 +211,12 @@ class SqliteSpool:
         return int(n)
 
     def reopen(self) -> None:
-        """In a forked child: a fresh connection and a new owner (neither a connection nor a lock crosses fork)."""
+        """In a forked child: a fresh connection and a new owner (neither a connection nor a lock crosses fork).
+
+        The inherited connection is neither used nor closed (closing it in the child could checkpoint or
+        release what the parent holds); it is kept referenced, so no ResourceWarning fires when it is collected.
+        """
+        _inherited.append(self._db)
         inherited = self._owner_file
         self._lock = threading.Lock()
         self._owner_file = None
