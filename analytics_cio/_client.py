@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from . import _lifecycle, _message
+from ._delivery import deliver
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
 from ._limits import OP_BYTES, check_op, check_size
@@ -21,7 +22,7 @@ from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy
 from ._transport import BatchTransport, RequestTransport, Transport, WireOp
 from ._v1 import ENTITY_PATH
-from ._worker import Worker, deliver
+from ._worker import Worker
 
 # No NullHandler: with no logging set up by the application, Python's last-resort handler prints WARNING and
 # ERROR records to stderr, so undelivered data is visible by default. An application that configures logging

@@ -18,7 +18,8 @@ queued totals for the budget            ``_encoded_*`` and ``_settled_*``, monot
 
 The encoder takes at most ROUND items from the inbox at a time, so callers that never pause cannot keep it from
 handing work on: batches are cut, spooled and sent while they keep calling. What waits is held encoded: each
-operation's JSON, and its message as compact JSON (``WireOp.compact``), which ``on_error`` gets back decoded.
+operation's JSON and, once more than two batches wait (or with a spool), its message as compact JSON
+(``WireOp.compact``), which ``on_error`` gets back decoded.
 
 A marker is a flush in the same FIFO: released once everything queued before it is settled (delivered or
 reported). The final marker is ``close()``'s: the threads end after it, and a closed worker never restarts.
@@ -38,9 +39,10 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Callable, Final, Protocol, Union
 
-from ._errors import DeliveryError, RejectedError, RetriesExhaustedError, ShutdownError
+from ._delivery import deliver
+from ._errors import DeliveryError, RetriesExhaustedError, ShutdownError
 from ._retry import RetryPolicy
-from ._transport import Outcome, Transport, WireOp
+from ._transport import Transport, WireOp
 
 logger = logging.getLogger("analytics_cio")
 
@@ -48,7 +50,6 @@ Message = Any
 Report = Callable[[DeliveryError, Sequence[Message]], None]  # the client's: messages, not ops
 Prepare = Callable[[Message], Sequence[WireOp]]  # reports what it cannot prepare itself
 Compact = Callable[[Message], bytes]
-OpReport = Callable[[DeliveryError, Sequence[WireOp]], None]
 
 ROUND: Final = 500  # inbox items the encoder takes at a time
 _THREAD_NAMES: Final = ("analytics-cio", "analytics-cio-send")
@@ -81,73 +82,6 @@ class _Marker:
 
 
 Item = Union[WireOp, _Marker]
-
-
-def deliver(
-    transport: Transport,
-    policy: RetryPolicy,
-    ops: Sequence[WireOp],
-    report: OpReport,
-    wait: Callable[[float], bool],
-    stop: threading.Event | None = None,
-) -> list[WireOp]:
-    """Send ``ops`` until each is delivered or reported; returns the settled ones (reported ones included).
-
-    ``wait(seconds)`` sleeps between attempts and returns False to give up (shutdown): what is still unsent
-    then is returned unsettled, for the caller to keep (spool) or report.
-    """
-    custom = getattr(transport, "deliver", None)
-    if custom is not None:  # the v1 transport: one lane per person, each with its own backoff
-        settled: list[WireOp] = custom(ops, policy, report, wait, stop)
-        return settled
-    settled = []
-    pending = list(ops)
-    started = time.monotonic()
-    attempt = 0
-    while pending:
-        try:
-            outcomes = transport.send(pending, stop)
-        except Exception as exc:  # a transport bug must not make a batch vanish: it is a failed attempt
-            logger.exception("analytics_cio: the transport failed")
-            outcomes = [Outcome(False, retryable=True, reason=f"{type(exc).__name__}: {exc}")] * len(pending)
-        retry: list[WireOp] = []
-        refused: dict[tuple[int | None, str, str | None], list[WireOp]] = {}
-        last: Outcome | None = None
-        for op, outcome in zip(pending, outcomes):
-            if outcome.delivered:
-                settled.append(op)
-            elif outcome.retryable:
-                retry.append(op)
-                last = outcome
-            else:
-                refused.setdefault((outcome.status, outcome.reason, outcome.field), []).append(op)
-        for (status, reason, field), group in refused.items():
-            text = f"Customer.io refused it (HTTP {status}): {reason}" if status else f"not delivered: {reason}"
-            report(RejectedError(text, status=status, field=field), group)
-            settled.extend(group)
-        if not retry:
-            break
-        assert last is not None
-        retry_after = max((o.retry_after for o in outcomes if o.retry_after is not None), default=None)
-        delay = policy.delay(attempt, time.monotonic() - started, retry_after)
-        if delay is None:
-            why = f"HTTP {last.status}: {last.reason}" if last.status else last.reason
-            report(
-                RetriesExhaustedError(
-                    f"gave up after {attempt + 1} attempts in {time.monotonic() - started:.1f}s; last error: {why}",
-                    status=last.status,
-                ),
-                retry,
-            )
-            settled.extend(retry)
-            break
-        logger.debug("analytics_cio: %d ops failed (%s); retry %d in %.2fs", len(retry), last.reason,
-                     attempt + 1, delay)
-        if not wait(delay):
-            break
-        attempt += 1
-        pending = retry
-    return settled
 
 
 _workers: weakref.WeakSet[Worker] = weakref.WeakSet()
@@ -390,6 +324,9 @@ class Worker:
         final = False
         size = 0
         ops = 0
+        # While the sender keeps up, what waits is one or two batches and the message dicts go with them: no
+        # second encode. Once more waits (an outage, a slow server) or the spool needs it, messages go compact.
+        compacting = self.spool is not None or self._out_ops >= 2 * self.upload_size
         for _ in range(min(len(inbox), ROUND)):
             item = inbox.popleft()
             if type(item) is _Marker:
@@ -400,12 +337,14 @@ class Worker:
                 prepared = self.prepare(item)
                 if not prepared:
                     continue
-                compact = self.compact(item)
+                if compacting:
+                    compact = self.compact(item)
+                    for op in prepared:
+                        op.compact(compact)
             except Exception as exc:  # a bug in preparing one message must not lose the others
                 failures.append((item, exc))
                 continue
             for op in prepared:
-                op.compact(compact)
                 size += op.size
             items.extend(prepared)
             ops += len(prepared)
@@ -545,7 +484,7 @@ class Worker:
         self._out_bytes -= size
         if self._out_ops:
             self._oldest = time.monotonic()
-        self._in_flight = batch
+        self._in_flight.extend(batch)  # the sender resets it once everything it took is settled
         return batch
 
     def _send(self, batch: list[WireOp]) -> int:
@@ -557,7 +496,7 @@ class Worker:
             self._settle(ops, error)
 
         try:
-            settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop)
+            settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop, self._more)
         except Exception as exc:
             logger.exception("analytics_cio: unexpected error while delivering")
             self._settle(batch, DeliveryError(f"not delivered: unexpected error {exc!r}"))
@@ -565,6 +504,13 @@ class Worker:
         delivered = [op for op in settled if id(op) not in reported]
         self._settle(delivered, None)
         return len(delivered)
+
+    def _more(self) -> list[WireOp]:
+        """The next ops queued behind the batch in flight, before any marker (a flush waits for them all)."""
+        with self._ready:
+            if self._stop.is_set() or not self._out_ops or type(self._outbox[0]) is _Marker:
+                return []
+            return self._cut()
 
     def _settle(self, ops: Sequence[WireOp], error: DeliveryError | None) -> None:
         """Claim ``ops`` (those no one settled yet), then remove them from the spool and report the error."""
