@@ -6,15 +6,14 @@
 
 Who owns what (nothing else is shared):
 
-======================================  ==============================================================
-inbox: messages and markers             callers append (``deque.append`` is atomic); only the encoder pops
-the encoder's round (at most ROUND)     the encoder thread alone
-outbox, its op/byte counts, the batch   ``_ready`` (one Condition): the encoder appends, the sender cuts
-in flight, every op's ``settled`` flag  batches and settles ops, an overdue ``close()`` takes what is left
-retry state of the batch in flight      the sender thread alone
-queued totals for the budget            ``_encoded_*`` and ``_settled_*``, monotonic, written under
-                                        ``_ready``; callers read them without a lock (a bound, not a sum)
-======================================  ==============================================================
+====================================  ================================================================
+the inbox: messages and markers       callers append (``deque.append`` is atomic); the encoder pops
+the encoder's round (at most ROUND)   the encoder thread alone
+the outbox, the batch in flight,      ``Outbox`` (``_outbox.py``), under its one Condition: the encoder
+each op's ``settled`` claim           adds, the sender takes and claims, an overdue ``close()`` abandons
+retry state of the batch in flight    the sender thread alone (``_delivery.deliver``)
+spool rows set aside (``_set_aside``) the sender thread alone
+====================================  ================================================================
 
 The encoder takes at most ROUND items from the inbox at a time, so callers that never pause cannot keep it from
 handing work on: batches are cut, spooled and sent while they keep calling. What waits is held encoded: each
@@ -23,9 +22,8 @@ operation's JSON and, once more than two batches wait (or with a spool), its mes
 
 A marker is a flush in the same FIFO: released once everything queued before it is settled (delivered or
 reported). The final marker is ``close()``'s: the threads end after it, and a closed worker never restarts.
-``close(timeout)`` returns within its timeout even when a request never returns: it then takes every op that is
-not settled, the batch in flight included, and reports it (or leaves it in the spool). Settling is a claim under
-``_ready``, so an op is settled exactly once, whoever gets there first.
+``close(timeout)`` returns within its timeout even when a request never returns: it then abandons the outbox,
+taking every op that is not settled, the batch in flight included, and reports it (or leaves it in the spool).
 """
 
 from __future__ import annotations
@@ -37,10 +35,11 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any, Callable, Final, Protocol, Union
+from typing import Any, Callable, Final, Protocol
 
 from ._delivery import deliver
 from ._errors import DeliveryError, RetriesExhaustedError, ShutdownError
+from ._outbox import Item, Marker, Outbox
 from ._retry import RetryPolicy
 from ._transport import Transport, WireOp
 
@@ -69,19 +68,6 @@ class Spool(Protocol):
     def reopen(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-class _Marker:
-    """A flush in the queue (``final``: the shutdown's), released once everything ahead of it is settled."""
-
-    __slots__ = ("done", "final")
-
-    def __init__(self, final: bool = False) -> None:
-        self.done = threading.Event()
-        self.final = final
-
-
-Item = Union[WireOp, _Marker]
 
 
 _workers: weakref.WeakSet[Worker] = weakref.WeakSet()
@@ -125,20 +111,14 @@ class Worker:
         self.spool: Spool | None = None  # opened by the encoder thread, so a bad file never reaches a caller
         self._open_spool = open_spool
         self._closed = False
-        self._final: _Marker | None = None
+        self._final: Marker | None = None
         self._reset()
         _workers.add(self)
 
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._inbox: collections.deque[Any] = collections.deque()
-        self._ready = threading.Condition(threading.Lock())
-        self._outbox: collections.deque[Item] = collections.deque()
-        self._out_ops = self._out_bytes = self._out_markers = 0
-        self._oldest = 0.0
-        self._in_flight: list[WireOp] = []
-        self._encoded_ops = self._encoded_bytes = 0
-        self._settled_ops = self._settled_bytes = 0
+        self._outbox = Outbox(self.upload_size, self.upload_interval, self.transport.max_batch_bytes)
         self._average_bytes = 1024.0
         self._set_aside: list[int] = []  # sender: spool ids whose retries ran out, kept for a later attempt
         self._wake = threading.Event()
@@ -173,11 +153,11 @@ class Worker:
             self._reset_after_fork()
         if self._closed:
             return False
-        inbox = self._inbox
+        inbox, outbox = self._inbox, self._outbox
         waiting = len(inbox)
         if (
-            waiting + self._encoded_ops - self._settled_ops >= self.max_queue_size
-            or self._encoded_bytes - self._settled_bytes + waiting * self._average_bytes >= self.max_queue_bytes
+            waiting + outbox.added_ops - outbox.settled_ops >= self.max_queue_size
+            or outbox.added_bytes - outbox.settled_bytes + waiting * self._average_bytes >= self.max_queue_bytes
         ):
             return False
         inbox.append(message)
@@ -194,7 +174,7 @@ class Worker:
             self._reset_after_fork()
         if self._closed or _on_worker_thread():
             return False  # a worker thread cannot wait for itself (on_error calling flush)
-        marker = _Marker()
+        marker = Marker()
         self._flushes += 1
         self._enqueue_marker(marker)
         if self._threads is None and not self._start():
@@ -213,7 +193,7 @@ class Worker:
             if self._closed:
                 return
             self._closed = True
-        self._final = _Marker(final=True)
+        self._final = Marker(final=True)
         self._enqueue_marker(self._final)
 
     def finish_close(self, deadline: float | None) -> bool:
@@ -245,24 +225,27 @@ class Worker:
 
     def _drain_stranded(self) -> None:
         """What a racing caller appended behind the final marker: a flush is released, a message reported."""
+        messages, markers = self._empty_inbox()
+        for marker in markers:
+            marker.done.set()
+        if messages:
+            self._report_messages(ShutdownError("the client shut down as these were queued"), messages)
+
+    def _empty_inbox(self) -> tuple[list[Message], list[Marker]]:
         messages: list[Message] = []
+        markers: list[Marker] = []
         while True:
             try:
                 item = self._inbox.popleft()
             except IndexError:
-                break
-            if type(item) is _Marker:
-                item.done.set()
-            else:
-                messages.append(item)
-        if messages:
-            self._report_messages(ShutdownError("the client shut down as these were queued"), messages)
+                return messages, markers
+            (markers if type(item) is Marker else messages).append(item)
 
     def queued(self) -> int:
         """Messages and operations not yet delivered or reported."""
-        return len(self._inbox) + self._encoded_ops - self._settled_ops
+        return len(self._inbox) + self._outbox.added_ops - self._outbox.settled_ops
 
-    def _enqueue_marker(self, marker: _Marker) -> None:
+    def _enqueue_marker(self, marker: Marker) -> None:
         self._inbox.append(marker)
         self._signaled = True
         self._wake.set()
@@ -283,7 +266,7 @@ class Worker:
             self._threads = (encoder, sender)
             return True
 
-    def _work_inline(self, marker: _Marker, timeout: float | None) -> bool:
+    def _work_inline(self, marker: Marker, timeout: float | None) -> bool:
         """No threads can start (interpreter exit): the calling thread encodes and sends, within ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not marker.done.is_set():
@@ -326,10 +309,10 @@ class Worker:
         ops = 0
         # While the sender keeps up, what waits is one or two batches and the message dicts go with them: no
         # second encode. Once more waits (an outage, a slow server) or the spool needs it, messages go compact.
-        compacting = self.spool is not None or self._out_ops >= 2 * self.upload_size
+        compacting = self.spool is not None or self._outbox.waiting >= 2 * self.upload_size
         for _ in range(min(len(inbox), ROUND)):
             item = inbox.popleft()
-            if type(item) is _Marker:
+            if type(item) is Marker:
                 items.append(item)
                 final = final or item.final
                 continue
@@ -350,18 +333,7 @@ class Worker:
             ops += len(prepared)
         if ops and self.spool is not None:
             self._spool_add([op for op in items if type(op) is WireOp])
-        with self._ready:
-            abandoned = self._stop.is_set()
-            if not abandoned:
-                if ops and not self._out_ops:
-                    self._oldest = time.monotonic()
-                self._outbox.extend(items)
-                self._out_ops += ops
-                self._out_bytes += size
-                self._out_markers += len(items) - ops
-                self._encoded_ops += ops
-                self._encoded_bytes += size
-                self._ready.notify()
+        abandoned = not self._outbox.add(items)
         if ops:
             self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / ops
         for message, problem in failures:
@@ -370,7 +342,7 @@ class Worker:
         if abandoned:  # close() gave up meanwhile: these never reached the outbox it emptied
             self._give_up([i for i in items if type(i) is WireOp])
             for item in items:
-                if type(item) is _Marker:
+                if type(item) is Marker:
                     item.done.set()
         return final
 
@@ -404,15 +376,7 @@ class Worker:
         if not backlog:
             return
         logger.info("analytics_cio: delivering %d operations left in the spool", len(backlog))
-        size = sum(op.size for op in backlog)
-        with self._ready:
-            self._outbox.extendleft(reversed(backlog))
-            self._out_ops += len(backlog)
-            self._out_bytes += size
-            self._encoded_ops += len(backlog)
-            self._encoded_bytes += size
-            self._oldest = time.monotonic() - self.upload_interval
-            self._ready.notify()
+        self._outbox.add(backlog, front=True)
 
     # -- the sender ----------------------------------------------------------------------------------------
 
@@ -427,65 +391,19 @@ class Worker:
 
     def _send_one(self, block: bool) -> bool | None:
         """Take the next batch or marker and settle it. None after the final marker; False if nothing was ready."""
-        with self._ready:
-            item = self._take(block)
-            if item is None:
-                return None if self._stop.is_set() else False
-        if type(item) is _Marker:
+        item = self._outbox.take(block)
+        if item is None:
+            return None if self._stop.is_set() else False
+        if type(item) is Marker:
             item.done.set()
             return None if item.final else True
         assert isinstance(item, list)
         self._flushes_seen = self._flushes
         delivered = self._send(item)
-        with self._ready:
-            self._in_flight = []
+        self._outbox.landed()
         if self._set_aside and delivered:  # Customer.io answers again: what outlived its deadline goes now
             self._retry_set_aside()
         return True
-
-    def _take(self, block: bool) -> list[WireOp] | _Marker | None:
-        """Under ``_ready``: the next marker, or a batch once it is full, old enough, or a marker waits."""
-        outbox = self._outbox
-        while not self._stop.is_set():
-            if outbox and type(outbox[0]) is _Marker:
-                self._out_markers -= 1
-                marker = outbox.popleft()
-                assert isinstance(marker, _Marker)
-                return marker
-            if self._out_ops:
-                wait = self._oldest + self.upload_interval - time.monotonic()
-                if (wait <= 0 or self._out_markers or self._out_ops >= self.upload_size
-                        or self._out_bytes >= self.transport.max_batch_bytes):
-                    return self._cut()
-            else:
-                wait = None
-            if not block:
-                return None
-            self._ready.wait(wait)
-        return None
-
-    def _cut(self) -> list[WireOp]:
-        limit = self.transport.max_batch_bytes
-        outbox = self._outbox
-        batch: list[WireOp] = []
-        size = 0
-        wire = 0
-        while outbox and len(batch) < self.upload_size:
-            op = outbox[0]
-            if type(op) is not WireOp:
-                break
-            if batch and wire + len(op.data) + 1 > limit:
-                break
-            outbox.popleft()
-            batch.append(op)
-            size += op.size
-            wire += len(op.data) + 1
-        self._out_ops -= len(batch)
-        self._out_bytes -= size
-        if self._out_ops:
-            self._oldest = time.monotonic()
-        self._in_flight.extend(batch)  # the sender resets it once everything it took is settled
-        return batch
 
     def _send(self, batch: list[WireOp]) -> int:
         """Deliver ``batch`` (retrying) and settle every op; returns how many were delivered."""
@@ -496,7 +414,8 @@ class Worker:
             self._settle(ops, error)
 
         try:
-            settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop, self._more)
+            settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop,
+                              self._outbox.more)
         except Exception as exc:
             logger.exception("analytics_cio: unexpected error while delivering")
             self._settle(batch, DeliveryError(f"not delivered: unexpected error {exc!r}"))
@@ -505,21 +424,9 @@ class Worker:
         self._settle(delivered, None)
         return len(delivered)
 
-    def _more(self) -> list[WireOp]:
-        """The next ops queued behind the batch in flight, before any marker (a flush waits for them all)."""
-        with self._ready:
-            if self._stop.is_set() or not self._out_ops or type(self._outbox[0]) is _Marker:
-                return []
-            return self._cut()
-
     def _settle(self, ops: Sequence[WireOp], error: DeliveryError | None) -> None:
         """Claim ``ops`` (those no one settled yet), then remove them from the spool and report the error."""
-        with self._ready:
-            mine = [op for op in ops if not op.settled]
-            for op in mine:
-                op.settled = True
-            self._settled_ops += len(mine)
-            self._settled_bytes += sum(op.size for op in mine)
+        mine = self._outbox.claim(ops)
         if not mine:
             return
         keep: list[WireOp] = []
@@ -548,13 +455,9 @@ class Worker:
             logger.exception("analytics_cio: could not read set-aside operations back from the spool")
             return
         if ops:
-            with self._ready:
-                self._in_flight = ops
-                self._encoded_ops += len(ops)
-                self._encoded_bytes += sum(op.size for op in ops)
+            self._outbox.send_again(ops)
             self._send(ops)
-            with self._ready:
-                self._in_flight = []
+            self._outbox.landed()
 
     def _wait_between(self, seconds: float) -> bool:
         """Sleep between retries; False when close() gives up. A flush cuts one wait short (a server's
@@ -576,31 +479,9 @@ class Worker:
         """close() ran out of time: take every op that is not settled, in flight included, and report it."""
         self._stop.set()
         self._wake.set()
-        markers: list[_Marker] = []
-        with self._ready:
-            ops = [op for op in self._in_flight if not op.settled]
-            for item in self._outbox:
-                if isinstance(item, _Marker):
-                    markers.append(item)
-                elif not item.settled:
-                    ops.append(item)
-            self._outbox.clear()
-            self._out_ops = self._out_bytes = self._out_markers = 0
-            for op in ops:
-                op.settled = True
-            self._settled_ops += len(ops)
-            self._settled_bytes += sum(op.size for op in ops)
-            self._ready.notify_all()
-        messages: list[Message] = []
-        while True:
-            try:
-                item = self._inbox.popleft()
-            except IndexError:
-                break
-            if type(item) is _Marker:
-                markers.append(item)
-            else:
-                messages.append(item)
+        ops, markers = self._outbox.abandon()
+        messages, more_markers = self._empty_inbox()
+        markers += more_markers
         self._give_up(ops)
         if messages:
             self._report_messages(ShutdownError("the client shut down before these could be sent"), messages)
