@@ -1,11 +1,13 @@
 """Every live client is shut down, within a bound, however the process ends.
 
 - Interpreter exit: an ``atexit`` hook calls :func:`shutdown_all`.
-- Children that end with ``os._exit`` skip ``atexit``: multiprocessing's workers (fork start method, ``Pool``
-  with ``maxtasksperchild``) and Celery's prefork children (billiard). Both run their ``util.Finalize``
-  callbacks before ``os._exit``, so each process that has a client registers one there, in the parent and again
-  after every fork (multiprocessing clears the registry it inherits, then runs its after-fork hooks).
-- Anything else (Celery signals, RQ, a Lambda handler) calls :func:`shutdown_all` itself.
+- Children that end with ``os._exit`` skip ``atexit``. multiprocessing's (fork start method, ``Pool`` with
+  ``maxtasksperchild``) run their ``util.Finalize`` callbacks first, so each process that has a client registers
+  one there, in the parent and again after every fork (multiprocessing clears the registry a child inherits,
+  then runs its after-fork hooks).
+- billiard's pool workers (Celery prefork) call ``os._exit`` from inside their run loop, past every finalizer;
+  only the pool's ``on_process_exit`` hook runs, which Celery turns into its ``worker_process_shutdown`` signal.
+  That, and anything else (RQ, a Lambda handler), calls :func:`shutdown_all` itself (``contrib.celery``).
 
 The set of live clients is owned here; clients add themselves when built and leave when shut down.
 """
@@ -15,10 +17,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -79,20 +80,15 @@ def _at_exit() -> None:
 
 
 def _register_finalizers() -> None:
-    """Once per process: multiprocessing's (and billiard's, when loaded) exit finalizers call shutdown_all."""
+    """Once per process: multiprocessing's exit finalizers call shutdown_all (billiard shares its registry)."""
     global _finalizer_pid
     if _finalizer_pid == os.getpid():
         return
     _finalizer_pid = os.getpid()
     import multiprocessing.util
 
-    utils: list[Any] = [multiprocessing.util]
-    billiard = sys.modules.get("billiard.util")
-    if billiard is not None:
-        utils.append(billiard)
-    for util in utils:
-        util.Finalize(None, _at_exit, exitpriority=100)
-        util.register_after_fork(_anchor, _after_fork)
+    multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
+    multiprocessing.util.register_after_fork(_anchor, _after_fork)
 
 
 def _after_fork(_: object = None) -> None:
