@@ -84,8 +84,8 @@ def test_a_caller_loop_that_never_pauses_does_not_starve_delivery_or_the_spool(s
         client = analytics.Client("s", "k", host={server.url!r}, spool_path={str(spool)!r}, max_queue_size=1000,
                                   on_error=lambda e, ms: None)
         accepted = refused = 0
-        end = time.monotonic() + 4
-        while time.monotonic() < end:
+        end = time.monotonic() + 60
+        while accepted < 3000 and time.monotonic() < end:
             ok, _ = client.track("user-%d" % (accepted % 50), "Loop", {{"seq": accepted + refused}})
             if ok:
                 accepted += 1
@@ -98,7 +98,9 @@ def test_a_caller_loop_that_never_pauses_does_not_starve_delivery_or_the_spool(s
     accepted, refused = json.loads(counts.read_text())
     delivered = len(set(seqs(server)))
     spooled = SqliteSpool(spool).count()
-    assert delivered >= 1000, (accepted, refused, delivered, spooled)  # the loop never starved the sender
+    # With max_queue_size=1000, 3,000 accepted means 2,000 were delivered while the loop kept calling: it never
+    # starved the sender. (Counted by time on a slow machine, this was flaky; counted by work it is not.)
+    assert accepted >= 3000 and delivered >= 2000, (accepted, refused, delivered, spooled)
     # What can be lost to SIGKILL: the inbox (bounded by max_queue_size) and the encoder's one round.
     assert accepted - delivered - spooled <= 1000 + 500, (accepted, delivered, spooled)
 
