@@ -31,8 +31,8 @@ def clean_facade() -> Iterator[None]:
 
 
 def test_the_public_surface_is_exactly_all() -> None:
-    public = {name for name in vars(analytics_cio.testing) if name.isidentifier() and not name.startswith("_")}
-    public -= {"annotations", "pytest_plugin"}
+    public = {name for name in dir(analytics_cio.testing) if name.isidentifier() and not name.startswith("_")}
+    public -= {"annotations", "pytest_plugin", "importlib", "Any", "TYPE_CHECKING"}
     assert sorted(analytics_cio.testing.__all__) == analytics_cio.testing.__all__
     assert set(analytics_cio.testing.__all__) == public
 
@@ -181,3 +181,20 @@ def test_the_plugin_loads_in_a_users_own_pytest_run(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_registering_the_plugin_imports_neither_requests_nor_the_client_nor_a_server() -> None:
+    """pytest loads the plugin in every run wherever analytics-cio is installed: it must cost next to nothing."""
+    heavy = ["requests", "urllib3", "http.server", "socketserver", "analytics_cio._client",
+             "analytics_cio._transport", "analytics_cio.testing._server", "analytics_cio.testing._capture"]
+    probe = textwrap.dedent(f"""
+        import sys
+        import analytics_cio.testing.pytest_plugin
+        loaded = [name for name in {heavy!r} if name in sys.modules]
+        assert loaded == [], loaded
+        from analytics_cio.testing import capture, LocalCustomerIO   # the names still work, imported on use
+        import analytics_cio
+        assert analytics_cio.Client.__name__ == "Client" and "analytics_cio._client" in sys.modules
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
