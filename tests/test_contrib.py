@@ -204,6 +204,24 @@ def test_capture_works_with_the_flask_test_client(make_app: Callable[..., Any], 
     assert server.request_count == 0
 
 
+def test_the_facade_capture_takes_every_flask_app_built_before_or_inside_it(make_app: Callable[..., Any],
+                                                                             server: LocalCustomerIO) -> None:
+    before = make_app()
+    with capture() as captured:
+        during = make_app(ANALYTICS_CIO_SEND=False)
+        before.test_client().post("/signup", data={"email": "ada@example.com", "plan": "pro"})
+        during.test_client().post("/signup", data={"email": "grace@example.com"})
+        analytics_cio.track("facade@example.com", "From The Facade")
+    assert captured.people["ada@example.com"] == {"plan": "pro"}
+    assert captured.people["grace@example.com"] == {"plan": "trial"}
+    assert [(e["identifiers"]["email"], e["name"]) for e in captured.events()] == [
+        ("ada@example.com", "Signed Up"), ("grace@example.com", "Signed Up"), ("facade@example.com", "From The Facade")]
+    assert server.request_count == 0
+    before.test_client().post("/signup", data={"email": "after@example.com"})  # the app's own client again
+    assert [p["email"] for p in server.state.people()] == ["after@example.com"]
+    assert during.extensions["analytics_cio"].send is False
+
+
 def test_flask_configuration_mistakes_are_explained(make_app: Callable[..., Any]) -> None:
     with pytest.raises(RuntimeError, match="ANALYTICS_CIO_SITEID"):
         make_app(ANALYTICS_CIO_SITEID="x")
