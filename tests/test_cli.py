@@ -425,6 +425,10 @@ def test_demo_shows_a_populated_local_customer_io() -> None:
     assert "device: ios ios-token-7f3a9c" in out
     assert "fcm-token-c81d44" not in out  # installed, then uninstalled
     assert "Pricing" in out and "(while anonymous)" in out
+    # Times as UTC dates with their zone, never bare hours or Unix seconds.
+    assert re.search(r"^      \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  page   Pricing ", out, re.MULTILINE)
+    assert re.search(r"created_at=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ,", out)
+    assert not re.search(r"^      \d\d:\d\d  ", out, re.MULTILINE)
     assert "Viewed Welcome Screen" in out
     assert "type 1 / acme" in out
     assert '{"id": "legacy-7"} merged into {"id": "user-42"}' in out
