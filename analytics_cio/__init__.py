@@ -144,6 +144,7 @@ sys.modules[__name__].__class__ = _Settings
 
 
 def _default() -> Client:
+    # (Not named _client: importing the submodule analytics_cio._client, now on first use, would rebind that name.)
     global default_client, _stale
     client = default_client
     if client is not None and not _stale:
