@@ -16,9 +16,8 @@ import sys
 import threading
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._client import Client, OnError, Result
 from ._errors import (
     AnalyticsError,
     ArgumentError,
@@ -34,8 +33,16 @@ from ._errors import (
     UnmappableError,
 )
 from ._lifecycle import shutdown_all
-from ._transport import Transport
+from ._regions import normalise_region as _normalise_region
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._client import Client, OnError, Result
+    from ._transport import Transport
+
+# Imported on first use, not with the package: ``import analytics_cio`` (and so the pytest plugin that every
+# pytest run in an environment with analytics-cio loads) stays free of requests, urllib3 and the client.
+_LAZY = {"Client": "._client"}
 
 __all__ = [
     "AnalyticsError",
@@ -114,15 +121,30 @@ class _Settings(types.ModuleType):
     """Notices when a setting changes, so the next call rebuilds the default client (one flag check a call)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "region":  # refused here, where it is set, rather than at the next call
+            value = _normalise_region(value)
         super().__setattr__(name, value)
         if name in _SETTINGS:
             super().__setattr__("_stale", True)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        super().__setattr__(name, value)
+        return value
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(_LAZY))
 
 
 sys.modules[__name__].__class__ = _Settings
 
 
-def _client() -> Client:
+def _default() -> Client:
+    # (Not named _client: importing the submodule analytics_cio._client, now on first use, would rebind that name.)
     global default_client, _stale
     client = default_client
     if client is not None and not _stale:
@@ -132,6 +154,8 @@ def _client() -> Client:
             return default_client
         old = default_client
         settings = {name: globals()[name] for name in _SETTINGS}
+        from ._client import Client
+
         default_client = Client(**settings)
         _stale = False
     if old is not None:  # on its own thread: the caller never waits for the old client's delivery
@@ -149,7 +173,7 @@ def identify(
     message_id: str | None = None,
 ) -> Result:
     """Create or update a person. See :meth:`Client.identify`."""
-    return _client().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
 
 
 def track(
@@ -163,7 +187,7 @@ def track(
     message_id: str | None = None,
 ) -> Result:
     """Record an event. See :meth:`Client.track`."""
-    return _client().track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
+    return _default().track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
 
 
 def page(
@@ -178,7 +202,7 @@ def page(
     message_id: str | None = None,
 ) -> Result:
     """Record a page view. See :meth:`Client.page`."""
-    return _client().page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
+    return _default().page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
                           message_id)
 
 
@@ -194,7 +218,7 @@ def screen(
     message_id: str | None = None,
 ) -> Result:
     """Record a screen view. See :meth:`Client.screen`."""
-    return _client().screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
+    return _default().screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
                             message_id)
 
 
@@ -209,7 +233,7 @@ def group(
     message_id: str | None = None,
 ) -> Result:
     """Create or update an object and relate the person to it. See :meth:`Client.group`."""
-    return _client().group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+    return _default().group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
 
 
 def alias(
@@ -221,7 +245,7 @@ def alias(
     message_id: str | None = None,
 ) -> Result:
     """Merge two people. See :meth:`Client.alias`."""
-    return _client().alias(previous_id, user_id, context, timestamp, integrations, message_id)
+    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
 
 
 def register_device(
@@ -233,17 +257,17 @@ def register_device(
     timestamp: Any = None,
 ) -> Result:
     """Add or update a person's push device. See :meth:`Client.register_device`."""
-    return _client().register_device(user_id, token, platform, attributes, context, timestamp)
+    return _default().register_device(user_id, token, platform, attributes, context, timestamp)
 
 
 def remove_device(user_id: Any, token: str, context: Mapping[str, Any] | None = None, timestamp: Any = None) -> Result:
     """Remove a person's push device. See :meth:`Client.remove_device`."""
-    return _client().remove_device(user_id, token, context, timestamp)
+    return _default().remove_device(user_id, token, context, timestamp)
 
 
 def flush(timeout: float | None = None) -> bool:
     """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``."""
-    return _client().flush(timeout) if default_client is not None or site_id else True
+    return _default().flush(timeout) if default_client is not None or site_id else True
 
 
 def join() -> None:

@@ -19,6 +19,7 @@ from ._limits import OP_BYTES, check_op, check_size
 from ._mapping import MappingOptions, is_disabled, map_message
 from ._message import Message
 from ._ratelimit import RateLimiter
+from ._regions import normalise_region
 from ._retry import RetryPolicy
 from ._transport import BatchTransport, RequestTransport, Transport, WireOp
 from ._v1 import ENTITY_PATH
@@ -144,6 +145,7 @@ class Client:
                              ("retry_deadline", retry_deadline), ("shutdown_timeout", shutdown_timeout)):
             if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
                 raise ArgumentValueError(name, f"must be a number of seconds >= 0, not {number!r}")
+        region = normalise_region(region)  # with a host or a transport too: a typo surfaces here, not later
         if api_version not in ("v1", "v2"):
             raise ArgumentValueError("api_version", f"must be 'v1' or 'v2', not {api_version!r}")
         if screen_as not in ("event", "screen"):

@@ -75,7 +75,8 @@ def deliver(
             why = f"HTTP {last.status}: {last.reason}" if last.status else last.reason
             report(
                 RetriesExhaustedError(
-                    f"gave up after {attempt + 1} attempts in {time.monotonic() - started:.1f}s; last error: {why}",
+                    f"gave up after {attempt + 1} attempt{'s' if attempt else ''} in "
+                    f"{time.monotonic() - started:.1f}s; last error: {why}",
                     status=last.status,
                 ),
                 retry,

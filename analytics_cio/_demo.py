@@ -104,10 +104,18 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _attribute(name: str, value: Any) -> str:
+    """``name=value``; a time (``created_at``, ``…_at``) in UTC, as the local Customer.io's page shows it."""
+    from .testing._page import is_time_attribute, utc_time
+
+    readable = utc_time(value) if is_time_attribute(name) else None
+    return f"{name}={readable or _value(value)}"
+
+
 def _when(seconds: Any) -> str:
-    if not isinstance(seconds, int):
-        return "?"
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%H:%M")
+    from .testing._page import utc_time
+
+    return utc_time(seconds) or "?"
 
 
 def describe(snapshot: Mapping[str, Any]) -> str:
@@ -120,7 +128,7 @@ def describe(snapshot: Mapping[str, Any]) -> str:
         lines.append(f"  {names}  (cio_id {person['cio_id']})")
         attributes = person.get("attributes", {})
         if attributes:
-            lines.append("    attributes: " + ", ".join(f"{k}={_value(v)}" for k, v in sorted(attributes.items())))
+            lines.append("    attributes: " + ", ".join(_attribute(k, v) for k, v in sorted(attributes.items())))
         for token, device in person.get("devices", {}).items():
             extra = ", ".join(f"{k}={v}" for k, v in sorted((device.get("attributes") or {}).items()))
             lines.append(f"    device: {device.get('platform')} {token}" + (f" ({extra})" if extra else ""))
@@ -139,12 +147,13 @@ def describe(snapshot: Mapping[str, Any]) -> str:
     if anonymous_events:
         lines.append(f"Anonymous activity not linked to a person ({len(anonymous_events)} anonymous ids)")
         for anonymous_id, events in anonymous_events.items():
-            lines.append(f"  {anonymous_id}: " + ", ".join(f"{e['type']} {e['name']}" for e in events))
+            lines.append(f"  {anonymous_id}: " + ", ".join(f"{_when(e.get('timestamp'))} {e['type']} {e['name']}"
+                                                           for e in events))
     objects = snapshot.get("objects", [])
     lines.append(f"Objects ({len(objects)})")
     for obj in objects:
         lines.append(f"  type {obj['object_type_id']} / {obj['object_id']}: "
-                     + ", ".join(f"{k}={_value(v)}" for k, v in sorted(obj.get("attributes", {}).items())))
+                     + ", ".join(_attribute(k, v) for k, v in sorted(obj.get("attributes", {}).items())))
         for person, attributes in obj.get("relationships", {}).items():
             lines.append(f"    related: {person}" + (f" {_value(attributes)}" if attributes else ""))
     merges = snapshot.get("merges", [])

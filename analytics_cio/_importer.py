@@ -379,7 +379,7 @@ class Importer:
                              {reason: list(entry) for reason, entry in saved["reasons"].items()})
         self.shown = SHOWN_PROBLEMS  # the earlier run showed its share
         print(f"Resuming {options.path} at line {state['next_line']:,} "
-              f"({self.counts.lines:,} messages already settled)", file=self.err)
+              f"({self.counts.lines:,} message{'' if self.counts.lines == 1 else 's'} already settled)", file=self.err)
         return int(state["next_line"]), int(state["offset"])
 
     def _one_line(self, line_number: int, raw: bytes) -> None:
@@ -391,7 +391,9 @@ class Importer:
             except UnicodeDecodeError as exc:
                 raise BadLine("not UTF-8", f"byte {exc.start + 1}") from None
             except json.JSONDecodeError as exc:
-                raise BadLine("invalid JSON", f"{exc.msg} at character {exc.pos + 1}") from None
+                # json's own texts may end in "at" ("Unterminated string starting at"): say it once
+                where = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg
+                raise BadLine("invalid JSON", f"{where} at character {exc.pos + 1}") from None
             method, arguments = call_for(parsed, raw)
         except BadLine as exc:
             self._bad(line_number, exc)
@@ -534,8 +536,8 @@ class Importer:
         counts = self.counts
         dry = self.options.dry_run
         out = self.err if dry else self.out  # a dry run's stdout is the operations
-        print(f"{'Checked' if dry else 'Imported'} {self.options.path}: {counts.lines:,} messages in {seconds:.1f}s",
-              file=out)
+        print(f"{'Checked' if dry else 'Imported'} {self.options.path}: {counts.lines:,} "
+              f"message{'' if counts.lines == 1 else 's'} in {seconds:.1f}s", file=out)
         rows = [
             ("would be delivered" if dry else "delivered", counts.delivered, True),
             ("would be rejected" if dry else "rejected", counts.rejected, True),
@@ -549,7 +551,8 @@ class Importer:
             print("Reasons:", file=out)
             for reason, (number, *lines) in sorted(counts.reasons.items(), key=lambda item: -item[1][0]):
                 more = ", ..." if number > len(lines) else ""
-                print(f"  {number:>10,}  {reason} (line {', '.join(map(str, lines))}{more})", file=out)
+                which = f"line{'' if number == 1 else 's'} {', '.join(map(str, lines))}{more}"
+                print(f"  {number:>10,}  {reason} ({which})", file=out)
 
 
 @contextlib.contextmanager

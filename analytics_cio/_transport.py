@@ -32,13 +32,13 @@ from requests.adapters import HTTPAdapter
 from ._http import Answer, ConnectionPool
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._ratelimit import RateLimiter
+from ._regions import HOSTS, normalise_region
 from ._retry import MAX_RETRY_AFTER, is_retryable_status, parse_retry_after
 from ._v1 import metrics_request, v1_request
 from ._version import __version__
 
 logger = logging.getLogger("analytics_cio")
 
-HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
 USER_AGENT: Final = f"analytics-cio/{__version__} (python)"
 _REASON_CHARS: Final = 500
 
@@ -123,10 +123,7 @@ def base_url(region: str, host: str | None) -> str:
         if parts.scheme == "http":
             logger.warning("analytics_cio: host %s is plain http: use it only for local testing", parts.netloc)
         return host.rstrip("/")
-    try:
-        return HOSTS[region]
-    except KeyError:
-        raise ValueError(f"region must be 'us' or 'eu', not {region!r}") from None
+    return HOSTS[normalise_region(region)]
 
 
 def error_reason(status: int, body: bytes) -> tuple[str, str | None]:

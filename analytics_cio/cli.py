@@ -12,6 +12,7 @@ Credentials come from ``--site-id``/``--api-key`` or ``CUSTOMERIO_SITE_ID``/``CU
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,10 +24,15 @@ from dateutil.parser import isoparse
 
 from ._client import Client
 from ._errors import ArgumentError, DeliveryError
+from ._regions import HOSTS
+from ._retry import RetryPolicy
 from ._v1 import v1_request
 from ._version import __version__
 
 EXIT_OK, EXIT_NOT_DELIVERED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# A one-off call is someone waiting at a terminal or a script: a dead host is reported in seconds, not after the
+# library's ten retries (over a minute). An import keeps the library's patience.
+CALL_RETRIES = 2
 
 
 class UsageError(Exception):
@@ -64,6 +70,20 @@ def _timestamp(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 date-time: {text!r}") from None
 
 
+def _region(text: str) -> str:
+    return text.strip().lower()
+
+
+def _retries(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}")
+    return number
+
+
 def _merged(base: dict[str, Any] | None, pairs: list[tuple[str, Any]] | None) -> dict[str, Any] | None:
     if base is None and not pairs:
         return None
@@ -79,12 +99,16 @@ def _connection_options() -> argparse.ArgumentParser:
                        help="Track API site id (default: $CUSTOMERIO_SITE_ID)")
     group.add_argument("--api-key", default=os.environ.get("CUSTOMERIO_API_KEY"),
                        help="Track API key (default: $CUSTOMERIO_API_KEY)")
-    group.add_argument("--region", choices=("us", "eu"), default=os.environ.get("CUSTOMERIO_REGION", "us"),
-                       help="your workspace's region (default: $CUSTOMERIO_REGION or us)")
+    group.add_argument("--region", type=_region, choices=("us", "eu"),
+                       default=os.environ.get("CUSTOMERIO_REGION", "us"),
+                       help="your workspace's region, us or eu (default: $CUSTOMERIO_REGION or us)")
     group.add_argument("--host", default=os.environ.get("CUSTOMERIO_HOST"),
                        help="base URL instead of the region's, e.g. a local Customer.io: http://127.0.0.1:8080 "
                             "(default: $CUSTOMERIO_HOST)")
     group.add_argument("--api-version", choices=("v1", "v2"), default="v2", help="Track API version (default v2)")
+    group.add_argument("--retries", type=_retries, metavar="N",
+                       help=f"retries of a failed request (default: {CALL_RETRIES} for one call, so that a dead "
+                            "host fails in seconds; 10 for import)")
     group.add_argument("--dry-run", action="store_true",
                        help="print the Customer.io operations instead of sending them (no credentials needed)")
     group.add_argument("--debug", action="store_true", help="log what the client does to stderr")
@@ -103,9 +127,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--message-id", "--messageId", dest="message_id", help="Segment message id (default: a ULID)")
 
 
+_SINGULAR = {"properties": "property", "traits": "trait", "attributes": "attribute"}
+
+
 def _data(parser: argparse.ArgumentParser, name: str, flag: str) -> None:
     parser.add_argument(f"--{name}", type=_json_object, help=f"{name} as a JSON object")
-    parser.add_argument(f"-{flag}", f"--{name[:-1] if name.endswith('s') else name}", dest=f"{name}_pairs",
+    parser.add_argument(f"-{flag}", f"--{_SINGULAR[name]}", dest=f"{name}_pairs",
                         type=_key_value, action="append", metavar="KEY=VALUE",
                         help=f"one of the {name} (repeatable); VALUE is JSON when it parses as JSON, else text")
 
@@ -116,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send Segment-style calls to Customer.io, import Segment exports, or run a local Customer.io.",
         epilog="Start with: analytics-cio demo",
     )
-    parser.add_argument("--version", action="version", version=f"analytics-cio {__version__}")
+    parser.add_argument("--version", action="version", version=f"analytics-cio {__version__}",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     connection = _connection_options()
@@ -151,21 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(group)
 
     alias = command("alias", "merge the person --previous-id into the person --user-id")
-    alias.add_argument("--previous-id", "--previousId", dest="previous_id", required=True)
-    alias.add_argument("--user-id", "--userId", "-u", dest="user_id", required=True)
+    alias.add_argument("--previous-id", "--previousId", dest="previous_id", required=True,
+                       help="the id the person had until now (e.g. an anonymous or legacy id); merged away")
+    alias.add_argument("--user-id", "--userId", "-u", dest="user_id", required=True,
+                       help="the person's id from now on; keeps the merged person's data")
     _common(alias)
 
     device = command("device", "add or remove a person's push device", parents=())
     actions = device.add_subparsers(dest="device_action", metavar="ACTION")
     actions.required = True
     add = actions.add_parser("add", help="add or update a device token", parents=[connection])
-    add.add_argument("--user-id", "--userId", "-u", dest="user_id", required=True)
+    add.add_argument("--user-id", "--userId", "-u", dest="user_id", required=True, help="the device owner's id")
     add.add_argument("--token", required=True, help="the APNs or FCM device token")
     add.add_argument("--platform", required=True, help="ios or android")
     _data(add, "attributes", "a")
     remove = actions.add_parser("remove", help="remove a device token", parents=[connection])
-    remove.add_argument("--user-id", "--userId", "-u", dest="user_id", required=True)
-    remove.add_argument("--token", required=True)
+    remove.add_argument("--user-id", "--userId", "-u", dest="user_id", required=True,
+                        help="the device owner's id")
+    remove.add_argument("--token", required=True, help="the APNs or FCM device token to remove")
 
     importing = command("import", "send a file of Segment messages (newline-delimited JSON, as Segment exports "
                                   "them; .gz too)")
@@ -205,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running -------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _Announced(RetryPolicy):
+    """The client's retry policy, telling the person at the terminal what a call is waiting for."""
+
+    where: str = "Customer.io"
+    say: Callable[[str], None] = print
+
+    def delay(self, attempt: int, elapsed: float, retry_after: float | None = None) -> float | None:
+        wait = super().delay(attempt, elapsed, retry_after)
+        if wait is not None:
+            asked = f"; it asked to wait {retry_after:g}s" if retry_after is not None else ""
+            self.say(f"analytics-cio: waiting for {self.where} to accept the call (no answer, or a temporary "
+                     f"error{asked}): retry {attempt + 1} of {self.max_retries} in {wait:.1f}s")
+        return wait
+
+
 def _client_for(args: argparse.Namespace, on_error: Callable[[DeliveryError, Sequence[Any]], Any], *,
                 sync: bool, **options: Any) -> Client:
     if args.dry_run:
@@ -214,6 +261,8 @@ def _client_for(args: argparse.Namespace, on_error: Callable[[DeliveryError, Seq
     if not args.site_id or not args.api_key:
         raise UsageError("no Customer.io credentials: pass --site-id and --api-key, or set CUSTOMERIO_SITE_ID and "
                          "CUSTOMERIO_API_KEY (or try --dry-run, or `analytics-cio demo`)")
+    if args.retries is not None:
+        options.setdefault("max_retries", args.retries)
     try:
         return Client(args.site_id, args.api_key, host=args.host, region=args.region, api_version=args.api_version,
                       sync_mode=sync, on_error=on_error, debug=args.debug, **options)
@@ -248,7 +297,12 @@ def _call(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 def run_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """One call, sent on this thread; says whether Customer.io accepted it."""
     errors: list[DeliveryError] = []
-    client = _client_for(args, lambda error, messages: errors.append(error), sync=True)
+    retries = CALL_RETRIES if args.retries is None else args.retries
+    client = _client_for(args, lambda error, messages: errors.append(error), sync=True, max_retries=retries)
+    if not args.dry_run:
+        where = args.host.rstrip("/") if args.host else HOSTS.get(args.region, "Customer.io")
+        client.policy = _Announced(max_retries=retries, deadline=client.policy.deadline, where=where,
+                                   say=lambda line: print(line, file=err, flush=True))
     method, arguments = _call(args)
     try:
         getattr(client, method)(**arguments)
@@ -334,7 +388,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # a first try: show what there is, not an argparse error
+        parser.print_help(err)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             from ._demo import run

@@ -25,6 +25,7 @@ from analytics_cio import (
 from analytics_cio._ulid import is_ulid
 from analytics_cio.testing._server import LocalCustomerIO, Reply
 
+from ._recording_proxy import RecordingProxy
 from .conftest import API_KEY, BASIC_TOKEN, SITE_ID, Errors
 
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -148,6 +149,35 @@ def test_bad_client_options_are_refused() -> None:
         Client("site", "key", api_version="v3")
     with pytest.raises(ValueError, match="region"):
         Client("site", "key", region="mars")
+
+
+@pytest.mark.parametrize("region, host", [("EU", "track-eu.customer.io:443"), (" eu ", "track-eu.customer.io:443"),
+                                          ("Us", "track.customer.io:443")])
+def test_the_region_is_read_in_any_case(region: str, host: str, errors: Errors) -> None:
+    with RecordingProxy() as proxy:  # stands in for the network: records where the client went
+        client = Client("site", "key", region=region, proxies={"https": proxy.url}, sync_mode=True, max_retries=0,
+                        on_error=errors)
+        client.track("u1", "Went")
+        client.shutdown()
+    assert proxy.targets == [host]
+
+
+def test_a_wrong_region_is_refused_at_once_naming_it() -> None:
+    for options in ({}, {"host": "http://127.0.0.1:1"}, {"send": False}):  # even where the region is not used
+        with pytest.raises(ArgumentError, match=r"^region: must be 'us' or 'eu' \(any case\), not 'europe'$"):
+            Client("site", "key", region="europe", **options)
+
+
+def test_the_facade_region_is_checked_where_it_is_set() -> None:
+    saved = analytics_cio.region
+    try:
+        analytics_cio.region = "EU"
+        assert analytics_cio.region == "eu"
+        with pytest.raises(ArgumentError, match=r"^region: must be 'us' or 'eu'"):
+            analytics_cio.region = "mars"
+        assert analytics_cio.region == "eu"  # the refused value was not kept
+    finally:
+        analytics_cio.region = saved
 
 
 # -- data is the caller's ------------------------------------------------------------------------------------

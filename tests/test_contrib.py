@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -131,6 +135,38 @@ def test_manage_py_check_warns_without_credentials(django_settings: Any, monkeyp
         assert check_credentials() == []
 
 
+def _readme_settings_snippet() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Django\n", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("# settings.py")
+    return block.replace("[...,", "[")  # the reader's own apps
+
+
+@pytest.mark.parametrize("credentials", [False, True])
+def test_the_readmes_django_settings_work_without_credentials_and_say_so(tmp_path: Path, credentials: bool) -> None:
+    """The README's settings.py with the variables unset: Django starts, and `check` gives the documented warning
+    (it used to stop at a KeyError before any warning could appear)."""
+    pytest.importorskip("django")
+    (tmp_path / "readme_settings.py").write_text(
+        _readme_settings_snippet()
+        + '\nSECRET_KEY = "test"\nROOT_URLCONF = "tests._django_site"\nDATABASES = {}\nUSE_TZ = True\n')
+    repository = Path(__file__).resolve().parent.parent
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CUSTOMERIO_", "DJANGO_"))}
+    env.update(DJANGO_SETTINGS_MODULE="readme_settings", PYTHONWARNINGS="error",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), str(repository)]))
+    if credentials:
+        env.update(CUSTOMERIO_SITE_ID="site", CUSTOMERIO_API_KEY="key")
+    script = "import django; django.setup(); from django.core.management import call_command; call_command('check')"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    if credentials:
+        assert "System check identified no issues" in result.stdout, result.stderr
+    else:
+        assert "(analytics_cio.W001) ANALYTICS_CIO has no site_id or api_key" in result.stderr
+
+
 # -- Flask -------------------------------------------------------------------------------------------------------
 
 
@@ -202,6 +238,24 @@ def test_capture_works_with_the_flask_test_client(make_app: Callable[..., Any], 
         app.test_client().post("/signup", data={"email": "grace@example.com"})
     assert captured.people["grace@example.com"] == {"plan": "trial"}
     assert server.request_count == 0
+
+
+def test_the_facade_capture_takes_every_flask_app_built_before_or_inside_it(make_app: Callable[..., Any],
+                                                                             server: LocalCustomerIO) -> None:
+    before = make_app()
+    with capture() as captured:
+        during = make_app(ANALYTICS_CIO_SEND=False)
+        before.test_client().post("/signup", data={"email": "ada@example.com", "plan": "pro"})
+        during.test_client().post("/signup", data={"email": "grace@example.com"})
+        analytics_cio.track("facade@example.com", "From The Facade")
+    assert captured.people["ada@example.com"] == {"plan": "pro"}
+    assert captured.people["grace@example.com"] == {"plan": "trial"}
+    assert [(e["identifiers"]["email"], e["name"]) for e in captured.events()] == [
+        ("ada@example.com", "Signed Up"), ("grace@example.com", "Signed Up"), ("facade@example.com", "From The Facade")]
+    assert server.request_count == 0
+    before.test_client().post("/signup", data={"email": "after@example.com"})  # the app's own client again
+    assert [p["email"] for p in server.state.people()] == ["after@example.com"]
+    assert during.extensions["analytics_cio"].send is False
 
 
 def test_flask_configuration_mistakes_are_explained(make_app: Callable[..., Any]) -> None:

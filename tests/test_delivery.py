@@ -392,11 +392,18 @@ def test_flush_cuts_a_backoff_wait_short(make_client: Callable[..., Client], ser
     assert event_names(server) == ["Retried"]
 
 
-def test_flush_does_not_override_retry_after(make_client: Callable[..., Client], server: LocalCustomerIO) -> None:
+def test_flush_does_not_override_retry_after(make_client: Callable[..., Client], server: LocalCustomerIO,
+                                            errors: Errors) -> None:
     server.script(Reply(429, headers={"Retry-After": "30"}))
     client = make_client()
     client.policy = _PatientPolicy()
     client.track("u", "Waits")
     assert server.wait_for(lambda s: len(s.requests) == 1, timeout=10)
     assert client.flush(timeout=1.0) is False  # the server asked for 30 s; a flush does not cut that
+    assert len(server.requests) == 1
+    # Nor does it hold a shutdown past its own timeout: what waits is reported, not waited out.
+    started = time.monotonic()
+    assert client.shutdown(timeout=0.5) is False
+    assert time.monotonic() - started < 5
+    assert [type(error) for error, _ in errors] == [ShutdownError]
     assert len(server.requests) == 1

@@ -147,7 +147,7 @@ def test_django_project_tests_pass(environment: dict[str, str]) -> None:
     pytest.importorskip("django")
     result = run_example("manage.py", "test", env=environment, cwd=EXAMPLES / "django_project")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Ran 2 tests" in result.stderr
+    assert "Ran 4 tests" in result.stderr
 
 
 def test_django_project_delivers_when_the_process_exits(cio: LocalCustomerIO, environment: dict[str, str]) -> None:

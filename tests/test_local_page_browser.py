@@ -7,6 +7,7 @@ skipped, unless ANALYTICS_CIO_REQUIRE_BROWSER=1 (as in CI) makes that a failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -110,6 +111,9 @@ def test_the_page_shows_people_activity_devices_objects_and_merges(chromium: str
     assert "ios-token-7f3a9c ios" in text
     assert "Acme Ltd" in text and '{"role": "admin"}' in text
     assert "legacy-7" in text
+    # Times are UTC dates (the Unix seconds on hover), and the page view made before sign-up is marked.
+    assert re.search(r"Pricing while anonymous \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text), text
+    assert "time" in page.tags and re.search(r"ios-token-7f3a9c ios \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
     # What people send is shown as text, never run: the injected markup is on the page, inert.
     assert INJECTED in text
     assert "script" not in page.tags and "img" not in page.tags

@@ -704,6 +704,35 @@ def test_the_page_escapes_what_people_send(api: Api, cio: LocalCustomerIO) -> No
     assert "plan" in page.text and "pro" in page.text
 
 
+def test_the_page_shows_times_as_utc_dates_and_marks_anonymous_activity(api: Api, cio: LocalCustomerIO) -> None:
+    march_first = 1709284260  # 2024-03-01T09:11:00Z
+    api.batch(
+        {"type": "person", "action": "page", "identifiers": {"anonymous_id": "anon-5b1e"}, "name": "Pricing",
+         "timestamp": march_first - 600},
+        {"type": "person", "action": "identify", "identifiers": {"id": "42"}, "timestamp": march_first,
+         "attributes": {"created_at": march_first, "anonymous_id": "anon-5b1e", "seen_at": "yesterday",
+                        "visits": march_first}},
+        event_op(timestamp=march_first),
+        {"type": "person", "action": "add_device", "identifiers": {"id": "42"}, "timestamp": march_first,
+         "device": {"token": "tok-1", "platform": "ios", "last_used": march_first}},
+        event_op(user="anon-only", name="Never Linked", timestamp=march_first),
+        {"type": "person", "action": "event", "identifiers": {"anonymous_id": "anon-other"}, "name": "Browsed",
+         "timestamp": march_first},
+    )
+    page = requests.get(cio.url + "/", timeout=10).text
+
+    shown = '<time datetime="2024-03-01T09:11:00Z" title="Unix time 1709284260"><code>2024-03-01T09:11:00Z</code>'
+    assert page.count(shown) == 5  # created_at, Signed Up, last_used, Never Linked, Browsed
+    assert '<time datetime="2024-03-01T09:01:00Z" title="Unix time 1709283660">' in page  # the page view
+    assert "<code>yesterday</code>" in page  # an ..._at that is not a time stays as it is
+    assert "<td><code>visits</code></td><td><code>1709284260</code></td>" in page  # nor is any number a time
+    assert page.count("while anonymous</span>") == 1  # Pricing, sent before identify linked anon-5b1e
+    assert 'title="anonymous_id anon-5b1e">while anonymous' in page
+    assert "Browsed</code> <span" not in page  # still anonymous: shown under Anonymous activity, unmarked
+    state = requests.get(cio.url + "/_state", timeout=10).json()  # the JSON keeps the numbers
+    assert state["people"][0]["attributes"]["created_at"] == march_first
+
+
 def test_reset_forgets_everything(api: Api, cio: LocalCustomerIO) -> None:
     api.batch(event_op())
     cio.script(Reply(500))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,10 @@ import analytics_cio.testing
 from analytics_cio import Client, UnmappableError
 from analytics_cio.testing import CaptureTransport, LocalCustomerIO, capture
 
+from ._recording_proxy import RecordingProxy
 from .conftest import API_KEY, SITE_ID, Errors
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -31,8 +37,8 @@ def clean_facade() -> Iterator[None]:
 
 
 def test_the_public_surface_is_exactly_all() -> None:
-    public = {name for name in vars(analytics_cio.testing) if name.isidentifier() and not name.startswith("_")}
-    public -= {"annotations", "pytest_plugin"}
+    public = {name for name in dir(analytics_cio.testing) if name.isidentifier() and not name.startswith("_")}
+    public -= {"annotations", "pytest_plugin", "importlib", "Any", "TYPE_CHECKING"}
     assert sorted(analytics_cio.testing.__all__) == analytics_cio.testing.__all__
     assert set(analytics_cio.testing.__all__) == public
 
@@ -181,3 +187,80 @@ def test_the_plugin_loads_in_a_users_own_pytest_run(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_registering_the_plugin_imports_neither_requests_nor_the_client_nor_a_server() -> None:
+    """pytest loads the plugin in every run wherever analytics-cio is installed: it must cost next to nothing."""
+    heavy = ["requests", "urllib3", "http.server", "socketserver", "analytics_cio._client",
+             "analytics_cio._transport", "analytics_cio.testing._server", "analytics_cio.testing._capture"]
+    probe = textwrap.dedent(f"""
+        import sys
+        import analytics_cio.testing.pytest_plugin
+        loaded = [name for name in {heavy!r} if name in sys.modules]
+        assert loaded == [], loaded
+        from analytics_cio.testing import capture, LocalCustomerIO   # the names still work, imported on use
+        import analytics_cio
+        assert analytics_cio.Client.__name__ == "Client" and "analytics_cio._client" in sys.modules
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def _readme_python_block(heading: str) -> str:
+    """The first Python block of the README section ``heading``."""
+    section = README.read_text(encoding="utf-8").split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, heading
+    return match.group(1)
+
+
+# What the README's Flask section leaves to the reader: the imports, a blueprint, a user model.
+_FLASK_APP_PRELUDE = """
+import dataclasses
+
+from flask import Blueprint, Flask, request
+
+accounts = Blueprint("accounts", __name__)
+
+
+@dataclasses.dataclass
+class User:
+    id: str
+    email: str
+    plan: str
+
+
+def create_user(data):
+    return User("u-" + str(abs(hash(data["email"])) % 10_000), data["email"], data.get("plan", "trial"))
+
+"""
+
+
+def test_the_readmes_pytest_example_passes_as_written_and_never_tries_customer_io(tmp_path: Path) -> None:
+    """A new user's first test: the README's pytest example against the README's Flask app, in a pytest run of
+    their own, with credentials set as in production. Nothing may leave for Customer.io's real host: a proxy
+    that records every attempt stands in for the network."""
+    pytest.importorskip("flask")
+    (tmp_path / "yourapp.py").write_text(_FLASK_APP_PRELUDE + _readme_python_block("Flask"))
+    (tmp_path / "test_signup.py").write_text(_readme_python_block("Testing your app: capture what would be sent"))
+    package_root = str(Path(analytics_cio.__file__).resolve().parents[1])  # this checkout, not an installed copy
+    env = {key: value for key, value in os.environ.items()
+           if not key.upper().startswith(("CUSTOMERIO_", "ANALYTICS_CIO", "NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY"))}
+    with RecordingProxy() as proxy:
+        env.update(CUSTOMERIO_SITE_ID="site-from-env", CUSTOMERIO_API_KEY="key-from-env", HTTPS_PROXY=proxy.url,
+                   PYTHONPATH=os.pathsep.join([package_root, env.get("PYTHONPATH", "")]))
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", str(tmp_path)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
+        took = time.monotonic() - started
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 passed" in result.stdout
+        assert proxy.targets == []
+        assert took < 60  # nothing waited for a host at exit (it took 12 s when the real one was tried)
+        # The proxy does see a client of that app that is not captured: the check above can fail.
+        control = "import yourapp; app = yourapp.create_app(); app.test_client().post('/signup', json=" \
+                  "{'email': 'x@example.com'}); app.extensions['analytics_cio'].shutdown(timeout=1)"
+        subprocess.run([sys.executable, "-c", control], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+        assert proxy.targets[:1] == ["track-eu.customer.io:443"]

@@ -16,7 +16,8 @@
 Every ``Client`` option is read from ``ANALYTICS_CIO_<OPTION>`` (``ANALYTICS_CIO_REGION``,
 ``ANALYTICS_CIO_HOST``, ``ANALYTICS_CIO_SYNC_MODE``, ...). The site id and API key default to
 ``CUSTOMERIO_SITE_ID`` / ``CUSTOMERIO_API_KEY`` from the environment. The client is also at
-``app.extensions["analytics_cio"]``; it delivers what it holds when the process exits.
+``app.extensions["analytics_cio"]``; it delivers what it holds when the process exits. In tests, ``capture()``
+and the ``cio_capture`` fixture capture it along with the module facade.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .._client import Client, Result
+from . import _clients
 
 PREFIX = "ANALYTICS_CIO_"
 EXTENSION = "analytics_cio"
@@ -66,7 +68,9 @@ class Analytics:
                     "CUSTOMERIO_SITE_ID / CUSTOMERIO_API_KEY in the environment); set ANALYTICS_CIO_SEND = False "
                     "where nothing should be sent"
                 )
-        app.extensions[EXTENSION] = Client(**options)
+        client = Client(**options)
+        app.extensions[EXTENSION] = client
+        _clients.built(client)  # so that capture() and cio_capture capture this app's calls too
 
     @property
     def client(self) -> Client:

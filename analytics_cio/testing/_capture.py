@@ -92,6 +92,12 @@ class CaptureTransport:
         with self._lock:
             self._sent.clear()
 
+    def twin(self, *, convert_timestamps: bool) -> CaptureTransport:
+        """A transport for another client that records into this one: one list, in the order of the calls."""
+        other = CaptureTransport(convert_timestamps=convert_timestamps, validate=self.validate)
+        other._lock, other._sent = self._lock, self._sent
+        return other
+
 
 def _problems(op: dict[str, Any]) -> list[Problem]:
     if op.get("type") == "delivery" and op.get("action") == "metrics":  # POST /api/v1/metrics, on either API
@@ -218,16 +224,19 @@ class Captured:
 
 @contextlib.contextmanager
 def capture(client: Client | None = None, *, validate: bool = True) -> Iterator[Captured]:
-    """Capture what ``client`` (default: the module facade's client) sends, instead of sending it.
+    """Capture what ``client`` sends, instead of sending it. Without a client: the module facade, and every client
+    the integrations built for an app (each Flask app's), whether built before the block or inside it.
 
-    Calls made inside the block are delivered to the capture on the calling thread. Whatever an explicit client
-    had queued is flushed first, for real. On exit the client goes back to its own transport and settings.
+    Calls made inside the block are delivered to the capture on the calling thread. Whatever a client had
+    queued before is flushed first, for real. On exit each client goes back to its own transport and settings.
     """
     if client is None:
-        with _capture_facade(validate) as captured:
+        with _capture_facade(validate) as captured, _capture_integrations(captured):
             yield captured
     else:
-        with _capture_client(client, validate) as captured:
+        captured = Captured(CaptureTransport(convert_timestamps=client.mapping_options.convert_timestamps,
+                                             validate=validate))
+        with _capture_client(client, captured, captured.transport):
             yield captured
 
 
@@ -254,16 +263,33 @@ def _capture_facade(validate: bool) -> Iterator[Captured]:
 
 
 @contextlib.contextmanager
-def _capture_client(client: Client, validate: bool) -> Iterator[Captured]:
+def _capture_integrations(captured: Captured) -> Iterator[None]:
+    """Captures, into ``captured``, the clients the framework integrations built (see ``contrib._clients``)."""
+    from ..contrib import _clients
+
+    stack = contextlib.ExitStack()
+    lock = threading.Lock()  # the stack is shared with threads that build an app while the capture runs
+
+    def take(client: Client) -> None:
+        twin = captured.transport.twin(convert_timestamps=client.mapping_options.convert_timestamps)
+        with lock:
+            stack.enter_context(_capture_client(client, captured, twin))
+
+    with stack, _clients.watching(take) as alive:
+        for client in alive:
+            take(client)
+        yield
+
+
+@contextlib.contextmanager
+def _capture_client(client: Client, captured: Captured, transport: CaptureTransport) -> Iterator[None]:
     client.flush()
-    transport = CaptureTransport(convert_timestamps=client.mapping_options.convert_timestamps, validate=validate)
-    captured = Captured(transport)
     saved = (client.transport, client.sync_mode, client.send, client.on_error)
     client.transport = transport
     client.sync_mode = True  # the worker (and the client's own transport) sit idle meanwhile
     client.send = True
     client.on_error = captured._chain(saved[3])
     try:
-        yield captured
+        yield
     finally:
         client.transport, client.sync_mode, client.send, client.on_error = saved
