@@ -414,8 +414,9 @@ class Worker:
             self._settle(ops, error)
 
         try:
+            # What v1's lanes deliver is settled at once: they may keep taking ops (more()) for a long while.
             settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop,
-                              self._outbox.more)
+                              self._outbox.more, lambda ops: self._settle(ops, None))
         except Exception as exc:
             logger.exception("analytics_cio: unexpected error while delivering")
             self._settle(batch, DeliveryError(f"not delivered: unexpected error {exc!r}"))
