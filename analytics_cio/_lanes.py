@@ -138,8 +138,9 @@ class _Scheduler:
             return False
         if self.stop is not None and self.stop.is_set():
             return False
-        if not self.in_flight:  # every lane backs off: sleep the worker's way (flush, shutdown)
-            until = self.backing_off[0][0]
+        if not self.in_flight:  # every lane backs off: sleep the worker's way (flush, shutdown), in short
+            # slices, so that ops queued meanwhile (more()) start at once
+            until = min(self.backing_off[0][0], now + _POLL)
             if not self.wait(until - now):
                 return False
             if time.monotonic() < until - 0.001:  # a flush cut the wait short: every lane goes now
