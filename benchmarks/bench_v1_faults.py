@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics_cio import Client  # noqa: E402
-from analytics_cio.testing import Faults, LocalCustomerIO  # noqa: E402
+from analytics_cio import Client
+from analytics_cio.testing import Faults, LocalCustomerIO
 
 
 def run(events: int, people: int, error_rate: float, drop_rate: float, rate: float | None, seed: int,
