@@ -211,6 +211,10 @@ class Worker:
             done = marker.done.wait(timeout)
         if not done:
             self._abandon()
+            try:  # a request blocked on the network returns now, so the sender ends and the spool can close
+                self.transport.close()
+            except Exception:
+                logger.exception("analytics_cio: closing the transport failed")
         threads = self._threads or ()
         for thread in threads:
             thread.join(0.5 if done else 0.2)
