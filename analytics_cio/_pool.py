@@ -168,10 +168,12 @@ class _Watchdog:
         self._running: set[_Attempt] = set()
         self._wake_at: float | None = None  # when the thread next looks
         self._thread: threading.Thread | None = None
+        self._closed = False  # the pool was closed: the thread ends as soon as nothing runs
 
     def watch(self, attempt: _Attempt) -> None:
         with self._ready:
             self._running.add(attempt)
+            self._closed = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="analytics-cio-watchdog", daemon=True)
                 self._thread.start()
@@ -181,13 +183,17 @@ class _Watchdog:
     def done(self, attempt: _Attempt) -> None:
         with self._ready:
             self._running.discard(attempt)
+            if self._closed and not self._running:
+                self._ready.notify()
 
-    def abort_all(self) -> None:
-        """Abort every request running now."""
+    def close(self) -> None:
+        """Abort every request running now; the thread ends (a later request starts a new one)."""
         with self._ready:
+            self._closed = True
             for attempt in self._running:
                 attempt.aborted = True
                 _abort(attempt.connection)
+            self._ready.notify()
 
     def _run(self) -> None:
         with self._ready:
@@ -198,7 +204,7 @@ class _Watchdog:
                     if attempt.connection is not None and attempt.connection.sock is not None:
                         _abort(attempt.connection)
                         self._running.discard(attempt)
-                if not self._running and self._wake_at is not None and now >= self._wake_at:
+                if not self._running and (self._closed or (self._wake_at is not None and now >= self._wake_at)):
                     self._thread = None  # idle long enough: the next request starts a new thread
                     return
                 # A request past its deadline that is still connecting has no socket yet: look again shortly.
@@ -291,7 +297,7 @@ class HttpPool:
                 raise TimeoutError(f"{what} (the request was aborted)") from exc
             raise
         finally:
-            _current.attempt = None
+            _current.attempt = _current.watchdog = None
             self._watchdog.done(attempt)
             if response is not None:
                 response.release_conn()
@@ -323,7 +329,7 @@ class HttpPool:
     def close(self) -> None:
         """Abort the requests in flight and drop the idle connections (idempotent)."""
         self._closing = True
-        self._watchdog.abort_all()
+        self._watchdog.close()
         self._manager.clear()  # closes every pool; a later request (from on_error, say) gets a new one
         if not self._forwarded:
             self._origin_pool = self._manager.connection_from_url(self.origin)
