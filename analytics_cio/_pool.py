@@ -98,14 +98,15 @@ def _with_scheme(proxy: str) -> str:
 
 
 class _Attempt:
-    """One request in progress on one thread, and the connection it runs on once it has one."""
+    """One request in progress on one thread, the connection it runs on once it has one, and why it was
+    aborted (by the watchdog at its deadline, or by ``close()``), if it was."""
 
     __slots__ = ("aborted", "connection", "deadline")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.connection: HTTPConnection | None = None
-        self.aborted = False
+        self.aborted: str | None = None
 
 
 _current = threading.local()  # .attempt and .watchdog: the calling thread's request, set by HttpPool.request
@@ -191,7 +192,7 @@ class _Watchdog:
         with self._ready:
             self._closed = True
             for attempt in self._running:
-                attempt.aborted = True
+                attempt.aborted = "the client shut down"
                 _abort(attempt.connection)
             self._ready.notify()
 
@@ -200,7 +201,7 @@ class _Watchdog:
             while True:
                 now = time.monotonic()
                 for attempt in [a for a in self._running if a.deadline <= now]:
-                    attempt.aborted = True
+                    attempt.aborted = attempt.aborted or "the deadline passed"
                     if attempt.connection is not None and attempt.connection.sock is not None:
                         _abort(attempt.connection)
                         self._running.discard(attempt)
@@ -266,7 +267,6 @@ class HttpPool:
         self._forwarded = self.proxy is not None and parts.scheme == "http"
         self._origin_pool = None if self._forwarded else manager.connection_from_url(self.origin)
         self._watchdog = _Watchdog()
-        self._closing = False
 
     def __repr__(self) -> str:
         via = f" via {self.proxy}" if self.proxy else ""
@@ -292,9 +292,10 @@ class HttpPool:
         except Exception as exc:
             if response is not None:
                 response.close()  # whatever is left unread goes with the connection
+            if attempt.aborted == "the deadline passed":
+                raise TimeoutError(f"no complete answer within {self.timeout:g}s (the request was aborted)") from exc
             if attempt.aborted:
-                what = "the client shut down" if self._closing else f"no complete answer within {self.timeout:g}s"
-                raise TimeoutError(f"{what} (the request was aborted)") from exc
+                raise ConnectionAbortedError(f"{attempt.aborted} (the request was aborted)") from exc
             raise
         finally:
             _current.attempt = _current.watchdog = None
@@ -328,7 +329,6 @@ class HttpPool:
 
     def close(self) -> None:
         """Abort the requests in flight and drop the idle connections (idempotent)."""
-        self._closing = True
         self._watchdog.close()
         self._manager.clear()  # closes every pool; a later request (from on_error, say) gets a new one
         if not self._forwarded:
