@@ -93,6 +93,7 @@ max_retries: int = 10
 retry_deadline: float = 600.0
 shutdown_timeout: float = 10.0
 proxies: Mapping[str, str] | None = None
+ca_certs: str | None = None
 thread: int = 4
 max_requests_per_second: float | None = 100
 spool_path: str | None = None
@@ -111,7 +112,7 @@ _SETTINGS = (
     "max_queue_size", "max_queue_bytes", "upload_size", "upload_interval", "gzip", "timeout", "max_retries",
     "retry_deadline", "shutdown_timeout", "proxies", "thread", "max_requests_per_second", "spool_path",
     "convert_timestamps", "screen_as", "device_token_event", "send_lifecycle_events", "email_as_id",
-    "object_type_id", "transport",
+    "object_type_id", "transport", "ca_certs",
 )
 _lock = threading.Lock()
 _stale = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import threading
 import time
@@ -131,6 +132,7 @@ class Client:
         email_as_id: bool = True,
         object_type_id: str | int = "1",
         transport: Transport | None = None,
+        ca_certs: str | None = None,
     ) -> None:
         if send and transport is None:
             for name, value in (("site_id", site_id), ("api_key", api_key)):
@@ -156,6 +158,8 @@ class Client:
             on_error = None  # any falsy value (False, as Segment's own tests set) means no callback, as in Segment
         if max_requests_per_second is not None and max_requests_per_second <= 0:
             raise ArgumentValueError("max_requests_per_second", "must be positive, or None for no limit")
+        if ca_certs is not None and not (isinstance(ca_certs, str) and os.path.exists(ca_certs)):
+            raise ArgumentValueError("ca_certs", f"must be the path of a CA bundle file or directory, not {ca_certs!r}")
 
         self.site_id = site_id
         self.api_version = api_version
@@ -183,7 +187,8 @@ class Client:
                 options["concurrency"] = thread
             transport = kind(
                 site_id or "", api_key or "", encode=self._encode, region=region, host=host, timeout=timeout,
-                gzip=gzip, proxies=proxies, rate_limiter=RateLimiter(max_requests_per_second), **options,
+                gzip=gzip, proxies=proxies, ca_certs=ca_certs, rate_limiter=RateLimiter(max_requests_per_second),
+                **options,
             )
         self.transport = transport
         open_spool = None

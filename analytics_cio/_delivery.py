@@ -29,17 +29,18 @@ def deliver(
     wait: Callable[[float], bool],
     stop: threading.Event | None = None,
     more: Callable[[], Sequence[WireOp]] | None = None,
+    delivered: Callable[[Sequence[WireOp]], None] | None = None,
 ) -> list[WireOp]:
     """Send ``ops`` until each is delivered or reported; returns the settled ones (reported ones included).
 
     ``wait(seconds)`` sleeps between attempts and returns False to give up (shutdown): what is still unsent
     then is returned unsettled, for the caller to keep (spool) or report. ``more()`` hands over the ops queued
     behind, for a transport that can send them while some of these back off (v1's lanes); those are settled and
-    returned by this call too.
+    returned by this call too, and such a transport settles what it delivers as it goes through ``delivered``.
     """
     custom = getattr(transport, "deliver", None)
     if custom is not None:  # the v1 transport: one lane per person, each with its own backoff
-        settled: list[WireOp] = custom(ops, policy, report, wait, stop, more)
+        settled: list[WireOp] = custom(ops, policy, report, wait, stop, more, delivered)
         return settled
     settled = []
     pending = list(ops)

@@ -46,6 +46,7 @@ class Outbox:
         self._ops = self._bytes = self._markers = 0  # what _items holds
         self._oldest = 0.0  # when the oldest op in _items arrived (monotonic)
         self._in_flight: list[WireOp] = []
+        self._kept_in_flight = upload_size  # its length after the last pruning (or a batch's)
         self._abandoned = False
         self.added_ops = self.added_bytes = 0
         self.settled_ops = self.settled_bytes = 0
@@ -106,6 +107,9 @@ class Outbox:
         with self.ready:
             if self._abandoned or not self._ops or type(self._items[0]) is Marker:
                 return []
+            if len(self._in_flight) > 2 * self._kept_in_flight:  # a long delivery (v1's lanes) settles as it goes
+                self._in_flight = [op for op in self._in_flight if not op.settled]
+                self._kept_in_flight = max(self.upload_size, len(self._in_flight))
             return self._cut()
 
     def _cut(self) -> list[WireOp]:
@@ -140,6 +144,7 @@ class Outbox:
         """The sender settled everything it took: nothing is in flight."""
         with self.ready:
             self._in_flight = []
+            self._kept_in_flight = self.upload_size
 
     def claim(self, ops: Sequence[WireOp]) -> list[WireOp]:
         """Mark ``ops`` settled; returns those that no one had settled yet (the caller now settles those)."""

@@ -1,13 +1,15 @@
-"""Sending Customer.io operations over HTTP: one attempt at a time; the worker owns retries.
+"""Sending Customer.io operations over HTTP, through one urllib3 pool (``_pool``) for both API versions.
 
 Two transports share one interface:
 
-- :class:`BatchTransport` (Track API v2): operations packed into ``POST /api/v2/batch``.
-- :class:`RequestTransport` (Track API v1): one request per operation, sent concurrently over keep-alive,
-  operations for the same person in order.
+- :class:`BatchTransport` (Track API v2): operations packed into ``POST /api/v2/batch``; the delivery core
+  (``_delivery``) retries whole attempts.
+- :class:`RequestTransport` (Track API v1): one request per operation, delivered lane by lane (``_lanes``): a
+  person's operations in order, people side by side, each operation with its own retries.
 
 ``prepare(op)`` turns an operation (v2 form, see ``_mapping``) into a :class:`WireOp` (its encoded request);
 ``send(ops)`` makes one attempt and says, for each op, whether it was delivered, refused, or may be retried.
+Nothing a server sends makes ``send`` raise: every failure is an :class:`Outcome`.
 A transport knows Customer.io's wire formats, never Segment's.
 """
 
@@ -15,25 +17,24 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import gzip as gzip_module
-import http.client
 import json
 import logging
-import queue
 import ssl
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Final, Protocol
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from ._http import Answer, ConnectionPool
+from . import _lanes
+from ._errors import DeliveryError
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
+from ._pool import Answer, HttpPool
 from ._ratelimit import RateLimiter
 from ._regions import HOSTS, normalise_region
-from ._retry import MAX_RETRY_AFTER, is_retryable_status, parse_retry_after
+from ._retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
 from ._v1 import metrics_request, v1_request
 from ._version import __version__
 
@@ -187,7 +188,7 @@ def partial_errors(body: bytes) -> tuple[Mapping[str, Any], ...]:
 
 
 class HttpTransport:
-    """What both transports share: one keep-alive session, Basic auth, timeouts, gzip, rate limit."""
+    """What both transports share: one :class:`~analytics_cio._pool.HttpPool`, Basic auth, gzip, the rate limit."""
 
     max_batch_bytes = BATCH_BYTES
     max_op_bytes = OP_BYTES
@@ -203,15 +204,16 @@ class HttpTransport:
         timeout: float = 15.0,
         gzip: bool = False,
         proxies: Mapping[str, str] | None = None,
+        ca_certs: str | None = None,
         rate_limiter: RateLimiter | None = None,
         pool_size: int = 10,
-        lean: bool = False,
     ) -> None:
         self.base_url = base_url(region, host)
         self.encode = encode
         self.timeout = timeout
         self.gzip = gzip
-        self.proxies = dict(proxies) if proxies else None
+        self.proxies = dict(proxies) if proxies is not None else None
+        self.ca_certs = ca_certs
         self.rate_limiter = rate_limiter or RateLimiter(None)
         token = base64.b64encode(f"{site_id}:{api_key}".encode()).decode()
         self._headers = {
@@ -220,71 +222,41 @@ class HttpTransport:
             "User-Agent": USER_AGENT,
         }
         self._pool_size = pool_size
-        self._session = self._new_session()
-        self._lean = lean
         self._pool = self._new_pool()
 
     def __repr__(self) -> str:  # never the credentials
         return f"{type(self).__name__}({self.base_url})"
 
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        # requests reads the environment (proxies, .netrc) again on every request, which costs more than the
-        # request itself; read it once here instead.
-        if self.proxies is None:
-            self.proxies = requests.utils.get_environ_proxies(self.base_url) or None
-        session.trust_env = False
-        session.verify = True
-        return session
-
-    def _new_pool(self) -> ConnectionPool | None:
-        """The stdlib pool when asked for (v1) and no proxy is in the way; else requests does the work."""
-        if not self._lean or self.proxies:
-            return None
-        return ConnectionPool(self.base_url, self.timeout, self._pool_size)
+    def _new_pool(self) -> HttpPool:
+        return HttpPool(self.base_url, timeout=self.timeout, maxsize=self._pool_size, ca_certs=self.ca_certs,
+                        proxies=self.proxies)
 
     def reset_after_fork(self) -> None:
-        """A forked child must not share the parent's sockets."""
-        self._session = self._new_session()
+        """A forked child must not share the parent's sockets (nor its watchdog, which did not survive the fork)."""
         self._pool = self._new_pool()
 
     def close(self) -> None:
-        self._session.close()
-        if self._pool is not None:
-            self._pool.close()
+        """Abort the requests in flight (their ops get a retryable outcome at once) and refuse new ones."""
+        self._pool.close()
 
     def request(self, method: str, path: str, data: bytes | None) -> Outcome:
-        """One HTTP request; never raises for a network or HTTP failure."""
+        """One HTTP request; never raises: whatever goes wrong is the outcome."""
         headers = self._headers
         if data is not None and self.gzip:
             data = gzip_module.compress(data, compresslevel=6)
             headers = {**headers, "Content-Encoding": "gzip"}
+        started = time.monotonic()
         try:
-            answer = self._exchange(method, path, data, headers)
-        except (requests.RequestException, OSError, http.client.HTTPException) as exc:
+            answer = self._pool.request(method, path, data, headers)
+        except Exception as exc:  # of any type: a server must not be able to make a batch vanish
             # The exception's text may hold the URL, never the credentials (they travel in a header).
-            reason = f"{type(exc).__name__}: {exc}"[:_REASON_CHARS]
+            reason = self._pool.redact(f"{type(exc).__name__}: {exc}")[:_REASON_CHARS]
+            _log(method, path, reason, started)
             if _certificate_refused(exc):  # a certificate that fails verification does not fix itself
                 return Outcome(False, reason=f"TLS certificate verification failed: {reason}")
             return Outcome(False, retryable=True, reason=reason)
+        _log(method, path, answer.status, started)
         return self._classify(answer)
-
-    def _exchange(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Answer:
-        if self._pool is not None:
-            return self._pool.request(method, path, data, headers)
-        response = self._session.request(
-            method,
-            self.base_url + path,
-            data=data,
-            headers=headers,
-            timeout=self.timeout,
-            proxies=self.proxies,
-            allow_redirects=False,  # never carry the Authorization header to another host
-        )
-        return Answer(response.status_code, response.headers, response.content)
 
     def _classify(self, answer: Answer) -> Outcome:
         status = answer.status
@@ -301,6 +273,12 @@ class HttpTransport:
             # Hold back every request of this client at once, not only this one's retry.
             self.rate_limiter.pause(min(retry_after, MAX_RETRY_AFTER))
         return Outcome(False, is_retryable_status(status), status, reason, field, retry_after)
+
+
+def _log(method: str, path: str, result: int | str, started: float) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("analytics_cio: %s %s -> %s in %.1f ms", method, path, result,
+                     (time.monotonic() - started) * 1000)
 
 
 class BatchTransport(HttpTransport):
@@ -354,14 +332,14 @@ class BatchTransport(HttpTransport):
 
 
 class RequestTransport(HttpTransport):
-    """Track API v1: one request per operation. ``group`` (objects) has no v1 form and uses ``/api/v2/entity``."""
+    """Track API v1: one request per operation, a lane per person (see ``_lanes``), ``concurrency`` requests in
+    flight at once. ``group`` (objects) has no v1 form and uses ``/api/v2/entity``."""
 
     max_batch_bytes = 10 * BATCH_BYTES  # no request carries more than one op; this only bounds one send()
     max_op_bytes = EVENT_DATA_BYTES + 4096
 
     def __init__(self, *args: Any, concurrency: int = 4, **kwargs: Any) -> None:
         kwargs.setdefault("pool_size", concurrency)
-        kwargs.setdefault("lean", True)
         super().__init__(*args, **kwargs)
         self.concurrency = concurrency
 
@@ -369,63 +347,51 @@ class RequestTransport(HttpTransport):
         method, path, body, lane = v1_request(op)
         return WireOp(self.encode(body) if body is not None else b"", message, method, path, lane)
 
+    def attempt(self, op: WireOp, stop: threading.Event | None = None) -> Outcome:
+        """One request for one op, once the rate limit lets it start."""
+        if not self.rate_limiter.acquire(stop):
+            return Outcome(False, retryable=True, reason="stopped before sending")
+        return self.request(op.method, op.path, op.data if op.method != "DELETE" else None)
+
+    def deliver(
+        self,
+        ops: Sequence[WireOp],
+        policy: RetryPolicy,
+        report: _lanes.OpReport,
+        wait: Callable[[float], bool],
+        stop: threading.Event | None = None,
+        more: Callable[[], Sequence[WireOp]] | None = None,
+        delivered: Callable[[Sequence[WireOp]], None] | None = None,
+    ) -> list[WireOp]:
+        """Deliver ``ops`` (and those ``more()`` hands over) lane by lane, each op with its own retries."""
+        return _lanes.deliver(functools.partial(self.attempt, stop=stop), self.concurrency, ops, policy, report,
+                              wait, stop, more, delivered)
+
     def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
-        lanes: dict[str, list[int]] = {}
-        for index, op in enumerate(ops):
-            lanes.setdefault(op.lane or f"#{index}", []).append(index)
-        outcomes: list[Outcome | None] = [None] * len(ops)
+        """One attempt for each op (a person's in order, people side by side); a failure holds back that
+        person's later ops."""
+        outcomes: dict[int, Outcome] = {}
+        failed: dict[str, Outcome] = {}
+        lock = threading.Lock()
 
-        def run_lane(indexes: list[int]) -> None:
-            # Within a lane (one person), a failure holds back the person's later ops, so their order survives.
-            failed: Outcome | None = None
-            for index in indexes:
-                if failed is not None:
-                    outcomes[index] = Outcome(False, True, failed.status, "held back: an earlier op of this person "
-                                              "failed", retry_after=failed.retry_after)
-                    continue
-                if not self.rate_limiter.acquire(stop):
-                    failed = Outcome(False, retryable=True, reason="stopped before sending")
-                    outcomes[index] = failed
-                    continue
-                op = ops[index]
-                result = self.request(op.method, op.path, op.data if op.method != "DELETE" else None)
-                outcomes[index] = result
-                if not result.delivered and result.retryable:
-                    failed = result
+        def one(op: WireOp) -> Outcome:
+            with lock:
+                earlier = failed.get(op.lane) if op.lane else None
+            if earlier is not None:
+                outcome = Outcome(False, True, earlier.status, "held back: an earlier op of this person failed",
+                                  retry_after=earlier.retry_after)
+            else:
+                outcome = self.attempt(op, stop)
+            with lock:
+                outcomes[id(op)] = outcome
+                if op.lane and not outcome.delivered and outcome.retryable:
+                    failed.setdefault(op.lane, outcome)
+            return DELIVERED if outcome.delivered else Outcome(False, reason="settled")
 
-        groups = list(lanes.values())
-        if len(groups) == 1 or self.concurrency <= 1:
-            for group in groups:
-                run_lane(group)
-        else:
-            _run_concurrently(run_lane, groups, self.concurrency)
-        return [o if o is not None else Outcome(False, True, reason="not attempted") for o in outcomes]
+        # One attempt each: a policy that never retries, and every op settled through the outcomes above.
+        _lanes.deliver(one, self.concurrency, ops, RetryPolicy(max_retries=0), _ignore, lambda _: False, stop, None)
+        return [outcomes.get(id(op)) or Outcome(False, True, reason="stopped before sending") for op in ops]
 
 
-def _run_concurrently(fn: Callable[[list[int]], None], groups: list[list[int]], concurrency: int) -> None:
-    """Run ``fn`` over ``groups`` on up to ``concurrency`` short-lived threads (a pool would not survive fork,
-    and concurrent.futures refuses work during interpreter exit, exactly when the exit hook flushes)."""
-    work: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
-    for group in groups:
-        work.put(group)
-
-    def drain() -> None:
-        while True:
-            try:
-                group = work.get_nowait()
-            except queue.Empty:
-                return
-            fn(group)
-
-    threads = []
-    for _ in range(min(concurrency, len(groups)) - 1):
-        thread = threading.Thread(target=drain, name="analytics-cio-v1", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # interpreter shutting down: no new threads; this thread does the work
-            break
-        threads.append(thread)
-    drain()
-    for thread in threads:
-        thread.join()
-
+def _ignore(error: DeliveryError, ops: Sequence[WireOp]) -> None:
+    pass

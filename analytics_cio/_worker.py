@@ -211,6 +211,10 @@ class Worker:
             done = marker.done.wait(timeout)
         if not done:
             self._abandon()
+            try:  # a request blocked on the network returns now, so the sender ends and the spool can close
+                self.transport.close()
+            except Exception:
+                logger.exception("analytics_cio: closing the transport failed")
         threads = self._threads or ()
         for thread in threads:
             thread.join(0.5 if done else 0.2)
@@ -414,8 +418,9 @@ class Worker:
             self._settle(ops, error)
 
         try:
+            # What v1's lanes deliver is settled at once: they may keep taking ops (more()) for a long while.
             settled = deliver(self.transport, self.policy, batch, report, self._wait_between, self._stop,
-                              self._outbox.more)
+                              self._outbox.more, lambda ops: self._settle(ops, None))
         except Exception as exc:
             logger.exception("analytics_cio: unexpected error while delivering")
             self._settle(batch, DeliveryError(f"not delivered: unexpected error {exc!r}"))

@@ -330,16 +330,6 @@ def test_requests_use_basic_auth(make_client: Callable[..., Client], server: Loc
     assert len(server.requests) == 3
 
 
-def test_v2_requests_share_one_keepalive_connection(client: Client, server: LocalCustomerIO) -> None:
-    for i in range(3):
-        client.track("u", f"E{i}")
-        client.flush()
-    pools = client.transport._session.get_adapter(server.url).poolmanager.pools  # type: ignore[attr-defined]
-    # TCP connections urllib3 ever opened (its container refuses plain iteration, hence keys()).
-    opened = sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118
-    assert len(server.requests) == 3 and opened == 1  # (v1's own pool: tests/test_http.py)
-
-
 # -- send, sync_mode, opt-out --------------------------------------------------------------------------------
 
 
