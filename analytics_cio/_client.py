@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from . import _lifecycle, _message
+from . import _lifecycle, _message, _runtime
 from ._delivery import deliver
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
@@ -166,6 +166,10 @@ class Client:
         self.on_error = on_error
         self.send = send
         self.sync_mode = sync_mode
+        # Where a background thread would starve (uWSGI without threads), calls send as with sync_mode.
+        self._threads_starve = send and _runtime.threads_starve()
+        if self._threads_starve and not sync_mode:
+            _runtime.warn_threads_starve()
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
         if debug:
@@ -383,7 +387,7 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued now; return once it is delivered or reported (True), or at ``timeout``."""
-        if self.sync_mode or not self.send:
+        if self._send_inline or not self.send:
             return True
         return self._worker.flush(timeout)
 
@@ -413,12 +417,12 @@ class Client:
                 return
             self._closed = True
         _lifecycle.forget(self)
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             self._worker.begin_close()
 
     def _finish_shutdown(self, deadline: float) -> bool:
         done = True
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             done = self._worker.finish_close(deadline)
         self.transport.close()
         if self.debug:
@@ -430,6 +434,11 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
+
+    @property
+    def _send_inline(self) -> bool:
+        """Calls send on the calling thread: ``sync_mode``, or a process where the worker's threads starve."""
+        return self.sync_mode or self._threads_starve
 
     @property
     def queue_size(self) -> int:
@@ -444,7 +453,7 @@ class Client:
             return False, message
         if not self.send:
             return True, message
-        if self.sync_mode:
+        if self._send_inline:
             return self._send_now(message), message
         if self._worker.put(message):
             return True, message
