@@ -37,6 +37,7 @@ from ._regions import normalise_region as _normalise_region
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._before_send import Hook
     from ._client import Client, OnError, Result
     from ._transport import Transport
 
@@ -103,6 +104,7 @@ device_token_event: str | None = None
 send_lifecycle_events: bool = True
 email_as_id: bool = True
 object_type_id: str | int = "1"
+before_send: Hook | None = None
 transport: Transport | None = None  # where the default client sends (analytics_cio.testing.capture() sets it)
 
 default_client: Client | None = None
@@ -112,7 +114,7 @@ _SETTINGS = (
     "max_queue_size", "max_queue_bytes", "upload_size", "upload_interval", "gzip", "timeout", "max_retries",
     "retry_deadline", "shutdown_timeout", "proxies", "thread", "max_requests_per_second", "spool_path",
     "convert_timestamps", "screen_as", "device_token_event", "send_lifecycle_events", "email_as_id",
-    "object_type_id", "transport", "ca_certs",
+    "object_type_id", "transport", "ca_certs", "before_send",
 )
 _lock = threading.Lock()
 _stale = False

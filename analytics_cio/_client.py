@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from . import _lifecycle, _message
+from ._before_send import BeforeSend, Hook
 from ._delivery import deliver
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
@@ -133,6 +134,7 @@ class Client:
         object_type_id: str | int = "1",
         transport: Transport | None = None,
         ca_certs: str | None = None,
+        before_send: Hook | None = None,
     ) -> None:
         if send and transport is None:
             for name, value in (("site_id", site_id), ("api_key", api_key)):
@@ -211,6 +213,7 @@ class Client:
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_log = _Throttle(5.0)
+        self._before_send = BeforeSend(before_send) if before_send else None  # None, False: no hook
         _lifecycle.track(self)
 
     @property
@@ -436,7 +439,17 @@ class Client:
         """Messages and operations waiting to be delivered."""
         return self._worker.queued()
 
+    @property
+    def before_send_dropped(self) -> int:
+        """Messages ``before_send`` dropped on purpose (returned None for); they are not errors."""
+        return 0 if self._before_send is None else self._before_send.dropped
+
     def _enqueue(self, message: Message) -> Result:
+        if self._before_send is not None:
+            hooked = self._before_send(message)
+            if hooked is None:
+                return True, message
+            message = hooked
         if is_disabled(message["integrations"]):
             return True, message
         if self._closed:
