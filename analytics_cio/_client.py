@@ -432,6 +432,8 @@ class Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """``shutdown()``: returns within ``shutdown_timeout`` (10 s by default) plus a moment, whatever the
+        server does; what is not delivered by then is reported. An exception from the block propagates."""
         self.shutdown()
 
     @property
