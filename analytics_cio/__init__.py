@@ -32,6 +32,7 @@ from ._errors import (
     ShutdownError,
     UnmappableError,
 )
+from ._flush_after import FlushAfter as _FlushAfter
 from ._lifecycle import shutdown_all
 from ._regions import normalise_region as _normalise_region
 from ._version import __version__
@@ -62,6 +63,7 @@ __all__ = [
     "__version__",
     "alias",
     "flush",
+    "flush_after",
     "group",
     "identify",
     "join",
@@ -271,6 +273,11 @@ def remove_device(user_id: Any, token: str, context: Mapping[str, Any] | None = 
 def flush(timeout: float | None = None) -> bool:
     """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``."""
     return _default().flush(timeout) if default_client is not None or site_id else True
+
+
+# ``@analytics_cio.flush_after`` / ``@analytics_cio.flush_after(timeout=2)``: the default client's flush after
+# every call of the handler (see FlushAfter); the client is looked up at each flush, not when decorating.
+flush_after = _FlushAfter(lambda timeout: flush(timeout))
 
 
 def join() -> None:

@@ -17,6 +17,7 @@ from ._before_send import BeforeSend, Hook
 from ._delivery import deliver
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
+from ._flush_after import FlushAfter
 from ._limits import OP_BYTES, check_op, check_size
 from ._mapping import MappingOptions, is_disabled, map_message
 from ._message import Message
@@ -389,6 +390,12 @@ class Client:
         if self.sync_mode or not self.send:
             return True
         return self._worker.flush(timeout)
+
+    @property
+    def flush_after(self) -> FlushAfter:
+        """``@client.flush_after`` or ``@client.flush_after(timeout=2)``: flush this client after every call of the
+        decorated handler (sync or async), for at most 5 s by default. See the README's serverless section."""
+        return FlushAfter(self.flush)
 
     def join(self) -> None:
         """Wait until everything queued is delivered or reported (``flush()`` without a timeout).
