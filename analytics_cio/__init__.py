@@ -38,19 +38,21 @@ from ._regions import normalise_region as _normalise_region
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async import AsyncClient
     from ._before_send import Hook
     from ._client import Client, OnError, Result
     from ._transport import Transport
 
 # Imported on first use, not with the package: ``import analytics_cio`` (and so the pytest plugin that every
 # pytest run in an environment with analytics-cio loads) stays free of requests, urllib3 and the client.
-_LAZY = {"Client": "._client"}
+_LAZY = {"Client": "._client", "AsyncClient": "._async"}
 
 __all__ = [
     "AnalyticsError",
     "ArgumentError",
     "ArgumentTypeError",
     "ArgumentValueError",
+    "AsyncClient",
     "Client",
     "ClientClosedError",
     "DeliveryError",

@@ -387,9 +387,13 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued now; return once it is delivered or reported (True), or at ``timeout``."""
+        return self._start_flush()(timeout)
+
+    def _start_flush(self) -> Callable[[float | None], bool]:
+        """Queue a flush now and return the wait for it (``AsyncClient`` waits on a thread, in slices)."""
         if self.sync_mode or not self.send:
-            return True
-        return self._worker.flush(timeout)
+            return _delivered
+        return self._worker.start_flush()
 
     @property
     def flush_after(self) -> FlushAfter:
@@ -538,6 +542,10 @@ def _identity(message: Any) -> Any:
         if isinstance(key, str):
             return key
     return id(message)
+
+
+def _delivered(timeout: float | None) -> bool:
+    return True
 
 
 def _sleep(seconds: float) -> bool:

@@ -8,13 +8,10 @@ import inspect
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Awaitable, Iterator
 from typing import Any, Callable
 
 import pytest
@@ -23,26 +20,12 @@ import analytics_cio
 from analytics_cio import ArgumentError, Client, ClientClosedError, ShutdownError
 from analytics_cio.testing._server import Faults, LocalCustomerIO
 
-from ._raw import CLOSE, RawServer, Request
+from ._loop import MAX_GAP, max_tick_gap
+from ._raw import RawServer
 from .conftest import API_KEY, SITE_ID, Errors
 
 MakeClient = Callable[..., Client]
 SLACK = 2.0  # seconds past a bound that a loaded 2-core machine may add
-
-
-@pytest.fixture
-def silent_server() -> Iterator[RawServer]:
-    """A server that reads every request and never answers (until the test ends)."""
-    release = threading.Event()
-
-    def never_answer(request: Request, conn: socket.socket) -> bytes:
-        release.wait(60)
-        return CLOSE
-
-    server = RawServer(never_answer)
-    yield server
-    release.set()
-    server.close()
 
 
 # -- with Client(...) ----------------------------------------------------------------------------------------
@@ -173,7 +156,7 @@ def test_flush_after_async_keeps_the_loop_running(server: LocalCustomerIO, make_
     async def handler() -> None:
         client.track("u1", "Slow")
 
-    assert asyncio.run(_max_tick_gap(handler())) < 0.25
+    assert asyncio.run(max_tick_gap(handler())) < MAX_GAP
     assert len(server.state.events()) == 1
 
 
@@ -236,24 +219,3 @@ def test_lambda_freeze_right_after_the_handler_returns(decorated: bool, server: 
             child.kill()
     assert delivered == (10 if decorated else 0)
 
-
-async def _max_tick_gap(work: Awaitable[Any]) -> float:
-    """Run ``work`` beside a 10 ms ticker; the longest gap between ticks, in seconds."""
-    gaps: list[float] = []
-    done = False
-
-    async def ticker() -> None:
-        last = time.monotonic()
-        while not done:
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    ticking = asyncio.ensure_future(ticker())
-    try:
-        await work
-    finally:
-        done = True
-        await ticking
-    return max(gaps)

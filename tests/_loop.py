@@ -1,0 +1,33 @@
+"""Event-loop helpers for the tests: how long the loop went without running a 10 ms ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+TICK = 0.01
+MAX_GAP = 0.25  # generous: a 10 ms ticker on a loaded 2-core machine; a blocked loop shows 1 s
+
+
+async def max_tick_gap(work: Awaitable[Any]) -> float:
+    """Run ``work`` beside a 10 ms ticker; the longest gap between ticks, in seconds."""
+    gaps: list[float] = []
+    done = False
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.ensure_future(ticker())
+    try:
+        await work
+    finally:
+        done = True
+        await ticking
+    return max(gaps)
