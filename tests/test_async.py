@@ -15,8 +15,8 @@ import pytest
 from analytics_cio import ArgumentError, AsyncClient, Client, ShutdownError
 from analytics_cio.testing._server import Faults, LocalCustomerIO
 
-from ._loop import MAX_GAP, max_tick_gap
 from ._raw import RawServer
+from ._waiting import MAX_GAP, max_tick_gap, wait_until
 from .conftest import API_KEY, SITE_ID, Errors
 
 SLACK = 2.0
@@ -108,10 +108,7 @@ def test_a_cancelled_flush_leaves_no_thread_behind(make_async: type[AsyncClient]
             await waiting
 
     asyncio.run(main())
-    deadline = time.monotonic() + 1.0
-    while _waiting_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _waiting_threads() == []
+    assert wait_until(lambda: not _waiting_threads(), 1.0), _waiting_threads()
     assert client.client.flush(5)  # the delivery itself went on
     assert len(server.state.events()) == 1
 
@@ -163,10 +160,7 @@ def test_a_cancelled_shutdown_still_completes(silent_server: RawServer, errors: 
             await closing
 
     asyncio.run(main())
-    deadline = time.monotonic() + 0.5 + SLACK
-    while _waiting_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _waiting_threads() == []
+    assert wait_until(lambda: not _waiting_threads(), 0.5 + SLACK), _waiting_threads()
     assert [type(e) for e, _ in errors] == [ShutdownError]
 
 

@@ -20,8 +20,8 @@ import analytics_cio
 from analytics_cio import ArgumentError, Client, ClientClosedError, ShutdownError
 from analytics_cio.testing._server import Faults, LocalCustomerIO
 
-from ._loop import MAX_GAP, max_tick_gap
 from ._raw import RawServer
+from ._waiting import MAX_GAP, max_tick_gap, wait_until
 from .conftest import API_KEY, SITE_ID, Errors
 
 MakeClient = Callable[..., Client]
@@ -46,7 +46,7 @@ def test_with_block_exit_is_bounded_when_the_server_never_answers(silent_server:
     with Client(SITE_ID, API_KEY, host=silent_server.url, on_error=errors, shutdown_timeout=1,
                 upload_interval=0.01) as client:
         client.track("u1", "Stuck")
-        assert _wait(lambda: silent_server.requests)  # the batch is in flight, unanswered
+        assert wait_until(lambda: silent_server.requests)  # the batch is in flight, unanswered
     elapsed = time.monotonic() - started
     assert elapsed < 1 + SLACK, elapsed
     assert [type(e) for e, _ in errors] == [ShutdownError]
@@ -62,15 +62,6 @@ def test_with_block_shuts_down_when_the_block_raises(silent_server: RawServer, e
     assert time.monotonic() - started < 0.5 + SLACK
     assert [m["event"] for m in errors.messages] == ["Before the crash"]
     assert client.flush() is False  # shut down for good
-
-
-def _wait(condition: Callable[[], Any], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 # -- @flush_after ------------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Event-loop helpers for the tests: how long the loop went without running a 10 ms ticker."""
+"""Waiting in tests: until a condition holds, and how long an event loop went without running a 10 ms ticker."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Callable
 
 TICK = 0.01
 MAX_GAP = 0.25  # generous: a 10 ms ticker on a loaded 2-core machine; a blocked loop shows 1 s
@@ -31,3 +31,13 @@ async def max_tick_gap(work: Awaitable[Any]) -> float:
         done = True
         await ticking
     return max(gaps)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 5.0) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds (checked every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
