@@ -67,6 +67,8 @@ class AsyncClient:
         not the delivery.
         """
         wait = self.client._start_flush()  # now: what is queued before the await is what it waits for
+        if wait is None:
+            return False
         return await _threadwait.run(functools.partial(_threadwait.sliced, wait, timeout), "analytics-cio-flush")
 
     async def shutdown(self, timeout: float | None = None) -> bool:

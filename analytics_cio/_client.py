@@ -387,10 +387,12 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued now; return once it is delivered or reported (True), or at ``timeout``."""
-        return self._start_flush()(timeout)
+        wait = self._start_flush()
+        return False if wait is None else wait(timeout)
 
-    def _start_flush(self) -> Callable[[float | None], bool]:
-        """Queue a flush now and return the wait for it (``AsyncClient`` waits on a thread, in slices)."""
+    def _start_flush(self) -> Callable[[float | None], bool] | None:
+        """Queue a flush now and return the wait for it, or None when it cannot happen (``Worker.start_flush``).
+        ``AsyncClient`` waits on a thread, in slices."""
         if self.sync_mode or not self.send:
             return _delivered
         return self._worker.start_flush()

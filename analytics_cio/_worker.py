@@ -171,15 +171,17 @@ class Worker:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver or report everything queued so far; False at ``timeout``, after close, or on a worker thread."""
-        return self.start_flush()(timeout)
+        wait = self.start_flush()
+        return False if wait is None else wait(timeout)
 
-    def start_flush(self) -> Callable[[float | None], bool]:
+    def start_flush(self) -> Callable[[float | None], bool] | None:
         """Queue a flush now; return the wait for it: ``wait(timeout)`` is True once everything queued before
-        the flush is settled. The wait may be called again (in slices, by an awaiting thread)."""
+        the flush is settled, and may be called again (in slices, by an awaiting thread). None: no flush can
+        happen (closed, or called on a worker thread)."""
         if self._pid != os.getpid():
             self._reset_after_fork()
         if self._closed or _on_worker_thread():
-            return _never  # a worker thread cannot wait for itself (on_error calling flush)
+            return None  # a worker thread cannot wait for itself (on_error calling flush)
         marker = Marker()
         self._flushes += 1
         self._enqueue_marker(marker)
@@ -531,7 +533,3 @@ def _as_worker(run: Callable[[], None]) -> Callable[[], None]:
         run()
 
     return target
-
-
-def _never(timeout: float | None) -> bool:
-    return False

@@ -183,3 +183,20 @@ def test_import_stays_light() -> None:
             "assert 'asyncio' not in sys.modules; analytics_cio.AsyncClient; "
             "assert 'analytics_cio._async' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_flush_after_or_during_shutdown_returns(silent_server: RawServer, errors: Errors) -> None:
+    client = AsyncClient(SITE_ID, API_KEY, host=silent_server.url, on_error=errors, shutdown_timeout=0.5,
+                         upload_interval=0.01)
+
+    async def main() -> tuple[bool, bool, bool]:
+        client.track("u1", "Stuck")
+        waiting = asyncio.ensure_future(client.flush())  # no timeout: only the shutdown can end it
+        await asyncio.sleep(0.1)
+        closed = await client.shutdown()
+        return await asyncio.wait_for(waiting, 5), closed, await asyncio.wait_for(client.flush(), 1)
+
+    flushed, closed, after = asyncio.run(main())
+    assert (closed, after) == (False, False)  # nothing was delivered; a flush after shutdown is refused at once
+    assert flushed is True  # released: the message was reported, not left waiting
+    assert [type(e) for e, _ in errors] == [ShutdownError]
