@@ -53,7 +53,8 @@ class FlushAfter:
                                                "(use @flush_after or @flush_after(timeout=2))")
         import inspect
 
-        if inspect.iscoroutinefunction(handler):
+        call = type(handler).__call__  # an object whose __call__ is async is an async handler too
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call):
             return self._wrap_async(handler)
         return self._wrap(handler)
 

@@ -93,6 +93,19 @@ def test_a_raising_hook_keeps_the_message_and_logs_once(make_client: MakeClient,
     assert errors == [] and client.before_send_dropped == 0
 
 
+def test_changes_made_in_place_before_raising_stay(make_client: MakeClient, server: LocalCustomerIO) -> None:
+    def half_done(message: dict[str, Any]) -> dict[str, Any]:
+        message["traits"].pop("ssn")
+        raise RuntimeError("failed after scrubbing one field")
+
+    client = make_client(before_send=half_done)
+    ok, message = client.identify("u1", {"ssn": "078-05-1120", "plan": "pro"})
+    assert ok and message["traits"] == {"plan": "pro"}
+    assert client.flush(5)
+    person = server.state.person("u1")
+    assert person is not None and person["attributes"] == {"plan": "pro"}
+
+
 def test_each_kind_of_error_is_logged_once(make_client: MakeClient, caplog: pytest.LogCaptureFixture) -> None:
     problems = [ValueError("a"), TypeError("b"), ValueError("c"), TypeError("d")]
 

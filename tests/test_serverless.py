@@ -139,6 +139,21 @@ def test_flush_after_async_handler(make_client: MakeClient, server: LocalCustome
     assert server.state.events()[-1]["name"] == "Crashed"
 
 
+def test_flush_after_an_object_with_an_async_call(make_client: MakeClient, server: LocalCustomerIO) -> None:
+    client = make_client(upload_interval=5)
+
+    class Handler:
+        async def __call__(self, name: str) -> str:
+            await asyncio.sleep(0.05)  # the flush must come after this, not when the coroutine is created
+            client.track("u1", name)
+            return name
+
+    handler = client.flush_after(Handler())
+    assert inspect.iscoroutinefunction(handler)
+    assert asyncio.run(handler("Awaited")) == "Awaited"
+    assert [e["name"] for e in server.state.events()] == ["Awaited"]
+
+
 def test_flush_after_async_keeps_the_loop_running(server: LocalCustomerIO, make_client: MakeClient) -> None:
     server.faults = Faults(latency=1.0)
     client = make_client(upload_interval=5)
