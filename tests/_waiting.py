@@ -12,26 +12,24 @@ MAX_GAP = 0.25  # generous: a 10 ms ticker on a loaded 2-core machine; a blocked
 
 
 async def max_tick_gap(work: Awaitable[Any]) -> float:
-    """Run ``work`` beside a 10 ms ticker; the longest gap between ticks, in seconds."""
-    gaps: list[float] = []
+    """Run ``work`` beside a 10 ms ticker; the longest time, in seconds, the loop went without a tick (a ``work``
+    that blocks the loop throughout counts from its start to its end)."""
+    ticks = [time.monotonic()]
     done = False
 
     async def ticker() -> None:
-        last = time.monotonic()
         while not done:
             await asyncio.sleep(TICK)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
+            ticks.append(time.monotonic())
 
     ticking = asyncio.ensure_future(ticker())
     try:
         await work
     finally:
+        ticks.append(time.monotonic())
         done = True
         await ticking
-    return max(gaps)
-
+    return max(later - earlier for earlier, later in zip(ticks, ticks[1:]))
 
 def wait_until(condition: Callable[[], Any], timeout: float = 5.0) -> bool:
     """Whether ``condition()`` became true within ``timeout`` seconds (checked every 10 ms)."""

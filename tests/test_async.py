@@ -75,6 +75,12 @@ def test_flush_keeps_the_event_loop_running(make_async: type[AsyncClient], serve
     assert gap < MAX_GAP, gap
     assert len(server.state.events()) == 1
 
+    async def blocking_flush() -> None:  # the control: the same wait on the loop's thread shows as a gap
+        client.track("u1", "Slow")
+        client.client.flush()
+
+    assert asyncio.run(max_tick_gap(blocking_flush())) >= 0.9
+
 
 def test_concurrent_flushes(make_async: type[AsyncClient], server: LocalCustomerIO) -> None:
     server.faults = Faults(latency=0.3)
