@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from . import _lifecycle, _message
+from . import _lifecycle, _message, _runtime
 from ._before_send import BeforeSend, Hook
 from ._delivery import deliver
 from ._encoding import encode
@@ -169,6 +169,10 @@ class Client:
         self.on_error = on_error
         self.send = send
         self.sync_mode = sync_mode
+        # Where a background thread would starve (uWSGI without threads), calls send as with sync_mode.
+        self._threads_starve = send and _runtime.threads_starve()
+        if self._threads_starve and not sync_mode:
+            _runtime.warn_threads_starve()
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
         if debug:
@@ -393,7 +397,7 @@ class Client:
     def _start_flush(self) -> Callable[[float | None], bool] | None:
         """Queue a flush now and return the wait for it, or None when it cannot happen (``Worker.start_flush``).
         ``AsyncClient`` waits on a thread, in slices."""
-        if self.sync_mode or not self.send:
+        if self._send_inline or not self.send:
             return _delivered
         return self._worker.start_flush()
 
@@ -429,12 +433,12 @@ class Client:
                 return
             self._closed = True
         _lifecycle.forget(self)
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             self._worker.begin_close()
 
     def _finish_shutdown(self, deadline: float) -> bool:
         done = True
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             done = self._worker.finish_close(deadline)
         self.transport.close()
         if self.debug:
@@ -448,6 +452,11 @@ class Client:
         """``shutdown()``: returns within ``shutdown_timeout`` (10 s by default) plus a moment, whatever the
         server does; what is not delivered by then is reported. An exception from the block propagates."""
         self.shutdown()
+
+    @property
+    def _send_inline(self) -> bool:
+        """Calls send on the calling thread: ``sync_mode``, or a process where the worker's threads starve."""
+        return self.sync_mode or self._threads_starve
 
     @property
     def queue_size(self) -> int:
@@ -472,7 +481,7 @@ class Client:
             return False, message
         if not self.send:
             return True, message
-        if self.sync_mode:
+        if self._send_inline:
             return self._send_now(message), message
         if self._worker.put(message):
             return True, message
