@@ -138,6 +138,8 @@ def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
     parts: list[str] = []
     field = None
     if isinstance(parsed, Mapping):
+        if isinstance(parsed.get("message"), str):  # Data Pipelines: {"code": ..., "message": ...}
+            parts.append(parsed["message"])
         meta = parsed.get("meta")
         if isinstance(meta, Mapping):
             if isinstance(meta.get("error"), str):
