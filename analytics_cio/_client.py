@@ -475,7 +475,7 @@ class Client:
             failures.append(error)
             self._report(error, messages)
 
-        ops = self._prepare(message, report)
+        ops = self._prepare(message, report, queued=False)
         if not ops:
             return not failures
         deliver(self.transport, self.policy, ops, lambda error, wire: report(error, [message]), _sleep)
@@ -483,12 +483,12 @@ class Client:
 
     # -- the worker's side ---------------------------------------------------------------------------------
 
-    def _prepare(self, message: Message, report: Optional[Callable[[DeliveryError, Sequence[Message]], None]] = None
-                 ) -> list[WireOp]:
+    def _prepare(self, message: Message, report: Optional[Callable[[DeliveryError, Sequence[Message]], None]] = None,
+                 queued: bool = True) -> list[WireOp]:
         """Map a message to operations, encode each once, and set aside those that break a limit."""
         report = report or self._report
         if getattr(self.transport, "segment", False):  # Data Pipelines: the message as it is, mapped by Customer.io
-            return self._prepare_segment(message, report)
+            return self._prepare_segment(message, report, queued)
         mapped = map_message(message, self.mapping_options)
         for error in mapped.errors:
             report(error, [message])
@@ -506,13 +506,17 @@ class Client:
             prepared.append(wire)
         return prepared
 
-    def _prepare_segment(self, message: Message, report: Callable[[DeliveryError, Sequence[Message]], None]
-                         ) -> list[WireOp]:
+    def _prepare_segment(self, message: Message, report: Callable[[DeliveryError, Sequence[Message]], None],
+                         queued: bool) -> list[WireOp]:
         wire = self.transport.prepare(message, message)
         problem = check_size(len(wire.data), self.transport.max_op_bytes, "message")
         if problem is not None:
             report(problem, [message])
             return []
+        if queued:
+            # What waits in the queue is the message's own JSON: the dict is let go at once, and on_error gets it
+            # back decoded from the very bytes that were sent.
+            wire.compact(wire.data)
         return [wire]
 
     def _report(self, error: DeliveryError, messages: Sequence[Message]) -> None:

@@ -97,7 +97,11 @@ class PipelinesTransport(HttpTransport):
 
 def batch_body(ops: Sequence[WireOp]) -> bytes:
     """``{"batch": [...], "sentAt": "..."}``: the messages as encoded, and when this attempt left."""
-    return b'{"batch":[' + b",".join(op.data for op in ops) + b'],"sentAt":"' + sent_at().encode() + b'"}'
+    parts = [op.data for op in ops]
+    # One join, so a 500 KB body is built once rather than copied by each concatenation.
+    parts[0] = b'{"batch":[' + parts[0]
+    parts[-1] = parts[-1] + b'],"sentAt":"' + sent_at().encode() + b'"}'
+    return b",".join(parts)
 
 
 def sent_at() -> str:
