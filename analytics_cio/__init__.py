@@ -5,6 +5,10 @@
     analytics.api_key = "..."
     analytics.track("user-1", "Order Completed", {"total": 42})
 
+or, to send to Customer.io Data Pipelines (Customer.io maps the messages; ``site_id``/``api_key`` left unset)::
+
+    analytics.write_key = "..."
+
 Module attributes configure the default client. Setting one after the first call takes effect on the next
 call: the default client is rebuilt with the new settings, and the old one is shut down on a thread of its own
 (its messages are delivered or reported; the call does not wait for it).
@@ -81,6 +85,7 @@ __all__ = [
 # -- settings of the default client (names and defaults as in analytics-python, plus Customer.io's) ---------
 site_id: str | None = None
 api_key: str | None = None
+write_key: str | None = None  # a Data Pipelines source's API key: selects Data Pipelines instead of the Track API
 region: str = "us"
 host: str | None = None
 api_version: str = "v2"
@@ -118,7 +123,7 @@ _SETTINGS = (
     "max_queue_size", "max_queue_bytes", "upload_size", "upload_interval", "gzip", "timeout", "max_retries",
     "retry_deadline", "shutdown_timeout", "proxies", "thread", "max_requests_per_second", "spool_path",
     "convert_timestamps", "screen_as", "device_token_event", "send_lifecycle_events", "email_as_id",
-    "object_type_id", "transport", "ca_certs", "before_send",
+    "object_type_id", "transport", "ca_certs", "before_send", "write_key",
 )
 _lock = threading.Lock()
 _stale = False
@@ -274,7 +279,7 @@ def remove_device(user_id: Any, token: str, context: Mapping[str, Any] | None = 
 
 def flush(timeout: float | None = None) -> bool:
     """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``."""
-    return _default().flush(timeout) if default_client is not None or site_id else True
+    return _default().flush(timeout) if default_client is not None or site_id or write_key else True
 
 
 # ``@analytics_cio.flush_after`` / ``@analytics_cio.flush_after(timeout=2)``: the default client's flush after

@@ -332,7 +332,7 @@ class Worker:
                 prepared = self.prepare(item)
                 if not prepared:
                     continue
-                if compacting:
+                if compacting and not prepared[0].is_compact:
                     compact = self.compact(item)
                     for op in prepared:
                         op.compact(compact)
