@@ -128,7 +128,8 @@ def _guess_timezone(value: dt.datetime) -> dt.datetime:
 _last_second: tuple[int, str] = (-1, "")
 
 
-def _timestamp(value: Any) -> str:
+def format_timestamp(value: Any) -> str:
+    """A call's timestamp as every message carries it: UTC, milliseconds, a "Z"; now when it is None."""
     global _last_second
     if value is None:
         millis = time.time_ns() // 1_000_000
@@ -177,7 +178,7 @@ def build(
         "userId": user,
         "anonymousId": anonymous,
         "messageId": message_id or new_ulid(),
-        "timestamp": _timestamp(timestamp),
+        "timestamp": format_timestamp(timestamp),
         "context": copied_context,
         "integrations": optional_dict("integrations", integrations) or {},
     }
