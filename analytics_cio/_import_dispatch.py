@@ -37,8 +37,9 @@ def _field(message: Mapping[str, Any], camel: str, snake: str) -> Any:
     return message[camel] if camel in message else message.get(snake)
 
 
-def _timestamp(message: Mapping[str, Any]) -> tuple[str | None, int]:
-    """The message's time as the message builder writes it, and in Unix milliseconds (0 when it has none)."""
+def _timestamp(message: Mapping[str, Any]) -> tuple[str | None, dt.datetime | None]:
+    """The message's time as the message builder writes it, and as a datetime (None when the first is already
+    the builder's form: read only if a message id must be derived from it)."""
     # Segment's `timestamp` is the event time corrected for the device's clock; exports always carry it, older
     # ones sometimes only the others.
     for key in _TIME_KEYS:
@@ -50,11 +51,11 @@ def _timestamp(message: Mapping[str, Any]) -> tuple[str | None, int]:
         if len(value) == 24 and value[23] == "Z" and value[19] == "." and value[10] == "T":
             # Already the builder's own form (Segment writes it so): checked, not rewritten.
             try:
-                parsed = dt.datetime.fromisoformat(value[:23]).replace(tzinfo=_UTC)
+                dt.datetime.fromisoformat(value[:23])
             except ValueError:
                 pass
             else:
-                return value, int(parsed.timestamp() * 1000)
+                return value, None
         try:
             # The C parser first; Python before 3.11 cannot read a "Z", and dateutil reads what it cannot.
             parsed = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
@@ -65,8 +66,14 @@ def _timestamp(message: Mapping[str, Any]) -> tuple[str | None, int]:
                 raise BadLine(f"{key} is not an ISO-8601 date-time", repr(value[:60])) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=_UTC)
-        return _message.format_timestamp(parsed), int(parsed.timestamp() * 1000)
-    return None, 0
+        return _message.format_timestamp(parsed), parsed
+    return None, None
+
+
+def _milliseconds(timestamp: str | None, parsed: dt.datetime | None) -> int:
+    if parsed is None and timestamp is not None:
+        parsed = dt.datetime.fromisoformat(timestamp[:23]).replace(tzinfo=_UTC)
+    return int(parsed.timestamp() * 1000) if parsed is not None else 0
 
 
 def _mapping(name: str, value: Any, deep: bool) -> dict[str, Any] | None:
@@ -74,6 +81,10 @@ def _mapping(name: str, value: Any, deep: bool) -> dict[str, Any] | None:
     if value is None or (type(value) is dict and not deep):
         return value
     return _message.optional_dict(name, value)
+
+
+def _identity(name: str, value: Any) -> str | None:
+    return value if type(value) is str else _message.identity(name, value)
 
 
 def message_for(line: Any, raw: bytes) -> Message:
@@ -85,58 +96,61 @@ def message_for(line: Any, raw: bytes) -> Message:
     if type(line) is not dict:
         raise BadLine("not a JSON object", f"got {type(line).__name__}")
     kind = line.get("type")
-    if type(kind) is not str or (kind not in TYPES and kind.lower() not in TYPES):
-        raise BadLine("unknown or missing type", repr(kind)[:60])
-    kind = kind.lower()
-    timestamp, milliseconds = _timestamp(line)
-    message_id = _field(line, "messageId", "message_id")
-    if isinstance(message_id, bool) or not isinstance(message_id, (str, int)) or message_id == "":
-        # No usable id: one derived from the line itself, so that a re-run sends the line under the same id.
-        message_id = derived_ulid(milliseconds, raw.strip())
-    elif type(message_id) is not str:
-        message_id = str(message_id)
-    deep = raw.count(b"{") + raw.count(b"[") >= _DEEP_BRACKETS
-    user = _message.identity("user_id", _field(line, "userId", "user_id"))
-    anonymous = None if kind == "alias" else _message.identity("anonymous_id", _field(line, "anonymousId",
-                                                                                       "anonymous_id"))
-    context = _mapping("context", line.get("context"), deep)
-    integrations = _mapping("integrations", line.get("integrations"), deep)
-    own: Message = {}
-    if kind == "identify":
+    if kind not in TYPES:
+        if type(kind) is not str or kind.lower() not in TYPES:
+            raise BadLine("unknown or missing type", repr(kind)[:60])
+        kind = kind.lower()
+    timestamp, parsed = _timestamp(line)
+    message_id = line["messageId"] if "messageId" in line else line.get("message_id")
+    if type(message_id) is not str or not message_id:
+        if isinstance(message_id, int) and not isinstance(message_id, bool):
+            message_id = str(message_id)
+        else:
+            # No usable id: one derived from the line itself, so that a re-run sends the line under the same id.
+            message_id = derived_ulid(_milliseconds(timestamp, parsed), raw.strip())
+    deep = len(raw) > _DEEP_BRACKETS and raw.count(b"{") + raw.count(b"[") >= _DEEP_BRACKETS
+    user = _identity("user_id", line["userId"] if "userId" in line else line.get("user_id"))
+    context = line.get("context")
+    if context is not None and (type(context) is not dict or deep):
+        context = _message.optional_dict("context", context)
+    integrations = line.get("integrations")
+    if integrations is not None and (type(integrations) is not dict or deep):
+        integrations = _message.optional_dict("integrations", integrations)
+    message: Message = {"type": kind, "userId": user, "anonymousId": None, "messageId": message_id,
+                        "timestamp": timestamp or _message.format_timestamp(None),
+                        "context": {**context, "library": dict(_message.LIBRARY)} if context else
+                        {"library": dict(_message.LIBRARY)},
+                        "integrations": integrations or {}}
+    if kind == "track":
+        message["event"] = _message.text("event", line.get("event"), required=True)
+        message["properties"] = _mapping("properties", line.get("properties"), deep) or {}
+    elif kind == "identify":
         traits = line.get("traits")
         if traits is None and type(context) is dict:
             traits = context.get("traits")  # analytics.js also puts them here
-        own["traits"] = _mapping("traits", traits, deep) or {}
-    elif kind == "track":
-        own["event"] = _message.text("event", line.get("event"), required=True)
-        own["properties"] = _mapping("properties", line.get("properties"), deep) or {}
+        message["traits"] = _mapping("traits", traits, deep) or {}
     elif kind == "page" or kind == "screen":
-        own["name"] = _message.text("name", line.get("name") or None, required=False)
-        own["category"] = _message.text("category", line.get("category") or None, required=False)
-        own["properties"] = _mapping("properties", line.get("properties"), deep) or {}
+        message["name"] = _message.text("name", line.get("name") or None, required=False)
+        message["category"] = _message.text("category", line.get("category") or None, required=False)
+        message["properties"] = _mapping("properties", line.get("properties"), deep) or {}
     elif kind == "group":
         group = _message.identity("group_id", _field(line, "groupId", "group_id"))
         if not group:
             raise ArgumentValueError("group_id", "is required")
-        own["groupId"] = group
-        own["traits"] = _mapping("traits", line.get("traits"), deep) or {}
+        message["groupId"] = group
+        message["traits"] = _mapping("traits", line.get("traits"), deep) or {}
     else:
         previous = _message.identity("previous_id", _field(line, "previousId", "previous_id"))
         if not previous:
             raise ArgumentValueError("previous_id", "is required")
         if not user:
             raise ArgumentValueError("user_id", "is required")
-        own["previousId"] = previous
-    if kind != "alias" and not user and not anonymous:
-        raise ArgumentValueError("user_id", "either user_id or anonymous_id is required")
-    context = dict(context) if context else {}  # the builder's library entry goes into a copy of the line's
-    context["library"] = dict(_message.LIBRARY)
-    message: Message = {"type": kind, "userId": user, "anonymousId": anonymous, "messageId": message_id,
-                        "timestamp": timestamp or _message.format_timestamp(None), "context": context,
-                        "integrations": integrations or {}}
-    if kind == "alias":
+        message["previousId"] = previous
         del message["anonymousId"]
-    message.update(own)
+        return message
+    anonymous = message["anonymousId"] = _identity("anonymous_id", _field(line, "anonymousId", "anonymous_id"))
+    if not user and not anonymous:
+        raise ArgumentValueError("user_id", "either user_id or anonymous_id is required")
     return message
 
 

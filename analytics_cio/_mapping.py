@@ -144,10 +144,23 @@ def _known_person(message: Message, options: MappingOptions, what: str) -> dict[
     return person_identifiers(message["userId"], options)
 
 
+_last_unix: tuple[object, int | None] = (None, None)
+
+
 def _unix(message: Message) -> int | None:
+    global _last_unix
     value = message.get("timestamp")
     if value is None:
         return None
+    last = _last_unix
+    if value is last[0]:  # the same message's timestamp, asked again for its event id and its op
+        return last[1]
+    seconds = _parse_unix(value)
+    _last_unix = (value, seconds)
+    return seconds
+
+
+def _parse_unix(value: Any) -> int | None:
     # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z").
     if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
         try:
