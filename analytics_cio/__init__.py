@@ -38,11 +38,13 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._client import Client, OnError, Result
+    from ._import_counts import ImportCounts
+    from ._importer import import_partition
     from ._transport import Transport
 
 # Imported on first use, not with the package: ``import analytics_cio`` (and so the pytest plugin that every
 # pytest run in an environment with analytics-cio loads) stays free of requests, urllib3 and the client.
-_LAZY = {"Client": "._client"}
+_LAZY = {"Client": "._client", "ImportCounts": "._import_counts", "import_partition": "._importer"}
 
 __all__ = [
     "AnalyticsError",
@@ -52,6 +54,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "DeliveryError",
+    "ImportCounts",
     "LimitError",
     "QueueFullError",
     "RejectedError",
@@ -63,6 +66,7 @@ __all__ = [
     "flush",
     "group",
     "identify",
+    "import_partition",
     "join",
     "page",
     "register_device",

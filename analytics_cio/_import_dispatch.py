@@ -21,6 +21,7 @@ from dateutil.parser import isoparse
 from . import _message
 from ._client import Client
 from ._errors import ArgumentValueError, DeliveryError
+from ._import_counts import ImportCounts
 from ._import_lines import BadLine
 from ._mapping import is_disabled
 from ._ulid import derived_ulid
@@ -243,3 +244,25 @@ class Dispatch:
             taken, self.waiting = self.waiting[:count], self.waiting[count:]
             self.lock.notify_all()
             return taken
+
+
+def count_chunk(chunk: Chunk, counts: ImportCounts, place: Callable[[int], str],
+                rejected: Callable[[int, str], None] | None = None) -> None:
+    """Add a settled chunk to ``counts``; ``place(line)`` names a line, ``rejected(line, reason)`` hears of
+    each line Customer.io refused, in line order."""
+    counts.skipped += chunk.skipped
+    for line, kind in chunk.bad:
+        counts.bad += 1
+        counts.note(f"bad line: {kind}", place(line))
+    if not chunk.rejected:
+        counts.delivered += sum(len(lines) for lines in chunk.lines.values())
+        return
+    for line in sorted(line for lines in chunk.lines.values() for line in lines):
+        reason = chunk.rejected.get(line)
+        if reason is None:
+            counts.delivered += 1
+        else:
+            counts.rejected += 1
+            counts.note(reason[:200], place(line))
+            if rejected is not None:
+                rejected(line, reason)

@@ -32,15 +32,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable, TextIO
 
 from . import _import_checkpoint as checkpoints
 from ._client import Client
-from ._errors import ArgumentError, DeliveryError
+from ._errors import ArgumentError, ArgumentTypeError, ArgumentValueError, DeliveryError
 from ._import_checkpoint import Checkpoint, CheckpointError
 from ._import_counts import ImportCounts
-from ._import_dispatch import Chunk, Dispatch, message_for, worker_of
+from ._import_dispatch import Chunk, Dispatch, count_chunk, message_for, worker_of
 from ._import_files import fingerprint
 from ._import_lines import BLANK, BadLine, count_lines, decode, numbered_lines
 from ._import_report import SHOWN_PROBLEMS, Problems, Progress, place, summary, where
@@ -250,19 +250,9 @@ class Importer:
             self._save(chunks[-1])
 
     def _count(self, chunk: Chunk) -> None:
-        counts, files, index = self.counts, self.options.files, chunk.file_index
-        counts.skipped += chunk.skipped
-        for line, kind in chunk.bad:
-            counts.bad += 1
-            counts.note(f"bad line: {kind}", place(files, index, line))
-        for line in sorted(line for lines in chunk.lines.values() for line in lines):
-            reason = chunk.rejected.get(line)
-            if reason is None:
-                counts.delivered += 1
-            else:
-                counts.rejected += 1
-                counts.note(reason[:200], place(files, index, line))
-                self._report(index, line, "rejected", reason)
+        files, index = self.options.files, chunk.file_index
+        count_chunk(chunk, self.counts, lambda line: place(files, index, line),
+                    lambda line, reason: self._report(index, line, "rejected", reason))
 
     def _save(self, chunk: Chunk) -> None:
         if self.options.dry_run:
@@ -506,3 +496,77 @@ def _signals_ignored() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+# -- one partition (for distributed engines) -----------------------------------------------------------------
+
+
+def import_partition(items: Iterable[bytes | str | Mapping[str, Any]], client: Client, *,
+                     settle_every: int = 100_000) -> ImportCounts:
+    """Import one partition of an export through ``client`` and return what became of it.
+
+    ``items`` are lines (``bytes`` or ``str``, as read from an export) or decoded Segment messages (dicts, as
+    JSON has them: timestamps as ISO-8601 strings). Each is checked and sent as ``analytics-cio import`` sends a
+    line; an item that is not a usable message is counted as bad, never raised. Returns once every item is
+    delivered or reported: the counts say how many were delivered, rejected (with Customer.io's reasons),
+    skipped and bad; places in them are the items' positions in the partition, from 1.
+
+    Safe to re-run: each event's id derives from its message, so a partition imported twice (a retried task)
+    stores each event once. The client stays open (the caller owns it); its ``on_error`` is still called.
+    Every ``settle_every`` items the import waits for Customer.io's answers, which bounds the memory it keeps.
+    """
+    if not isinstance(client, Client):
+        raise ArgumentTypeError("client", f"must be an analytics_cio.Client, not {type(client).__name__}")
+    if isinstance(settle_every, bool) or not isinstance(settle_every, int) or settle_every < 1:
+        raise ArgumentValueError("settle_every", f"must be a positive number of items, not {settle_every!r}")
+    counts = ImportCounts()
+    previous = client.on_error
+
+    def hook(on_error: OnError) -> Client:
+        def both(error: DeliveryError, messages: Sequence[Any]) -> None:
+            on_error(error, messages)
+            if previous is not None:
+                previous(error, messages)
+
+        client.on_error = both
+        return client
+
+    dispatch = Dispatch(hook)
+    try:
+        index = 0
+        for index, item in enumerate(items, 1):
+            _import_item(dispatch, index, item)
+            if index % settle_every == 0:
+                _settle(dispatch, counts)
+        _settle(dispatch, counts)
+    finally:
+        client.on_error = previous
+    return counts
+
+
+def _import_item(dispatch: Dispatch, index: int, item: Any) -> None:
+    try:
+        if isinstance(item, (bytes, str)):
+            raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else item
+            decoded = decode(raw)
+            if decoded is BLANK:
+                return
+        elif isinstance(item, Mapping):
+            decoded = dict(item)
+            raw = json.dumps(decoded, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "replace")
+        else:
+            raise BadLine("neither a line nor a message", f"got {type(item).__name__}")
+        message = message_for(decoded, raw)
+    except BadLine as problem:
+        dispatch.bad(index, problem.kind)
+    except ArgumentError:
+        dispatch.bad(index, "wrong argument")
+    else:
+        dispatch.send(index, message)
+
+
+def _settle(dispatch: Dispatch, counts: ImportCounts) -> None:
+    dispatch.close_chunk(0, 0, 0)
+    dispatch.client.flush()
+    for chunk in dispatch.take(len(dispatch.waiting)):
+        count_chunk(chunk, counts, lambda line: f"#{line}")
