@@ -2,8 +2,9 @@
 decoded to JSON or refused as a :class:`BadLine`.
 
 JSON is decoded by orjson when it is installed, else by the standard library; a line orjson refuses is decoded
-again by the standard library, which reads what orjson does not (NaN, integers past 64 bits, lone surrogates)
-and names the problem the same way whichever decoder is installed.
+again by the standard library, which reads what orjson does not (NaN, infinities, lone surrogates) and names the
+problem the same way whichever decoder is installed. One difference remains: orjson reads an integer past 64
+bits as the nearest float (as JavaScript, and so Segment, would), the standard library keeps every digit.
 """
 
 from __future__ import annotations

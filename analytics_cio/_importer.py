@@ -189,10 +189,14 @@ class Importer:
         self._tick(parent)
 
     def _tick(self, parent: int | None) -> None:
-        if parent is not None and os.getppid() != parent:
-            raise Interrupted  # the parent is gone (killed): stop as if told to
+        self._check_parent(parent)
         if self.on_progress is not None:
             self.on_progress(self.lines_read)
+
+    @staticmethod
+    def _check_parent(parent: int | None) -> None:
+        if parent is not None and os.getppid() != parent:
+            raise Interrupted  # the parent is gone (killed): stop as if told to
 
     def _captured(self) -> int:
         count: Callable[[], int] | None = getattr(self.client.transport, "count", None)
@@ -210,9 +214,11 @@ class Importer:
     def _close_chunk(self, next_file: int, next_line: int, offset: int, *, last: bool = False) -> None:
         """Hand the chunk read so far to the settling thread (waiting while two are already waiting)."""
         lock = self.dispatch.lock
+        parent = os.getppid() if self.options.workers > 1 else None
         with lock:
             while len(self.dispatch.waiting) >= self.MAX_WAITING and self._failure is None:
                 lock.wait(0.5)
+                self._check_parent(parent)
             if self._failure is not None:
                 raise RuntimeError(f"the import stopped: {self._failure!r}") from self._failure
             self._finished = last
