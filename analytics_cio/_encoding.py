@@ -54,9 +54,17 @@ def _dates_converted(value: Any, depth: int = 0) -> Any:
             if type(key) is not str:
                 raise _Unsure
             item_kind = type(item)
-            if item_kind in _KEPT or (item_kind is str and (len(item) < 16 or item[4] != "-")):
+            if item_kind is str:  # the common leaf, without a call
+                if len(item) < 16 or item[4] != "-":
+                    continue
+                parsed = _values.parse_iso_datetime(item)
+                if parsed is None:
+                    continue
+                new: Any = _values.to_unix(parsed)
+            elif item_kind in _KEPT:
                 continue
-            new = _dates_converted(item, depth + 1)
+            else:
+                new = _dates_converted(item, depth + 1)
             if new is not item:
                 if changed is None:
                     changed = dict(value)

@@ -145,6 +145,7 @@ def _known_person(message: Message, options: MappingOptions, what: str) -> dict[
 
 
 _last_unix: tuple[object, int | None] = (None, None)
+_EPOCH_DAY: Final = dt.date(1970, 1, 1).toordinal()
 
 
 def _unix(message: Message) -> int | None:
@@ -161,12 +162,15 @@ def _unix(message: Message) -> int | None:
 
 
 def _parse_unix(value: Any) -> int | None:
-    # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z").
+    # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z"), and
+    # counted in whole days and seconds: exact, and a fifth of the cost of an aware datetime's timestamp().
     if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
         try:
-            return _values.to_unix(dt.datetime.fromisoformat(value[:19]).replace(tzinfo=_values.UTC))
+            utc = dt.datetime.fromisoformat(value[:19])
         except ValueError:
             pass
+        else:
+            return (utc.toordinal() - _EPOCH_DAY) * 86400 + utc.hour * 3600 + utc.minute * 60 + utc.second
     converted = _values.timestamp_value(value)
     return converted if isinstance(converted, int) else None
 
