@@ -45,11 +45,14 @@ if TYPE_CHECKING:
     from ._async import AsyncClient
     from ._before_send import Hook
     from ._client import Client, OnError, Result
+    from ._import_counts import ImportCounts
+    from ._importer import import_partition
     from ._transport import Transport
 
 # Imported on first use, not with the package: ``import analytics_cio`` (and so the pytest plugin that every
 # pytest run in an environment with analytics-cio loads) stays free of requests, urllib3 and the client.
-_LAZY = {"Client": "._client", "AsyncClient": "._async"}
+_LAZY = {"Client": "._client", "AsyncClient": "._async", "ImportCounts": "._import_counts",
+         "import_partition": "._importer"}
 
 __all__ = [
     "AnalyticsError",
@@ -60,6 +63,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "DeliveryError",
+    "ImportCounts",
     "LimitError",
     "QueueFullError",
     "RejectedError",
@@ -72,6 +76,7 @@ __all__ = [
     "flush_after",
     "group",
     "identify",
+    "import_partition",
     "join",
     "page",
     "register_device",

@@ -130,7 +130,8 @@ def _guess_timezone(value: dt.datetime) -> dt.datetime:
 _last_second: tuple[int, str] = (-1, "")
 
 
-def _timestamp(value: Any) -> str:
+def format_timestamp(value: Any) -> str:
+    """A call's timestamp as every message carries it: UTC, milliseconds, a "Z"; now when it is None."""
     global _last_second
     if value is None:
         millis = time.time_ns() // 1_000_000
@@ -179,7 +180,7 @@ def build(
         "userId": user,
         "anonymousId": anonymous,
         "messageId": message_id or new_ulid(),
-        "timestamp": _timestamp(timestamp),
+        "timestamp": format_timestamp(timestamp),
         "context": copied_context,
         "integrations": optional_dict("integrations", integrations) or {},
     }
@@ -222,7 +223,7 @@ def checked(returned: Any, original: Message) -> Message:
     if stamp is None:
         raise ArgumentValueError("before_send", "returned a message without a 'timestamp'")
     if not isinstance(stamp, str):
-        message["timestamp"] = _restated(functools.partial(_timestamp, stamp))
+        message["timestamp"] = _restated(functools.partial(format_timestamp, stamp))
     for key in _ID_FIELDS:
         if key in message:
             message[key] = _restated(functools.partial(identity, key, message[key]))
