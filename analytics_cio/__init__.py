@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import _lifecycle
 from ._errors import (
     AnalyticsError,
     ArgumentError,
@@ -160,7 +162,7 @@ def _default() -> Client:
         default_client = Client(**settings)
         _stale = False
     if old is not None:  # on its own thread: the caller never waits for the old client's delivery
-        threading.Thread(target=old.shutdown, name="analytics-cio-retire", daemon=True).start()
+        _lifecycle.retire(old)
     return default_client
 
 
@@ -267,8 +269,12 @@ def remove_device(user_id: Any, token: str, context: Mapping[str, Any] | None = 
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``."""
-    return _default().flush(timeout) if default_client is not None or site_id else True
+    """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``.
+
+    What a default client that a setting change replaced still holds counts too."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = _default().flush(timeout) if default_client is not None or site_id else True
+    return done and _lifecycle.wait_retired(deadline)  # (not done: on a worker thread, which must not wait)
 
 
 def join() -> None:
@@ -280,8 +286,9 @@ def join() -> None:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, then stop the default client for good."""
     global default_client
+    deadline = None if timeout is None else time.monotonic() + timeout
     client = default_client
     if client is None:
-        return True
+        return _lifecycle.wait_retired(deadline)
     default_client = None
-    return client.shutdown(timeout)
+    return client.shutdown(timeout) and _lifecycle.wait_retired(deadline)

@@ -9,7 +9,10 @@
   only the pool's ``on_process_exit`` hook runs, which Celery turns into its ``worker_process_shutdown`` signal.
   That, and anything else (RQ, a Lambda handler), calls :func:`shutdown_all` itself (``contrib.celery``).
 
-The set of live clients is owned here; clients add themselves when built and leave when shut down.
+The set of live clients is owned here; clients add themselves when built and leave when shut down. So is the set
+of shutdowns running on threads of their own (:func:`retire`: the default client a module setting replaced):
+:func:`shutdown_all` waits for them too, or a process that exits right after a setting change would kill them
+half way (they are daemon threads) and the old client's messages would be neither delivered nor reported.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("analytics_cio")
 
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
+_retiring: set[threading.Thread] = set()  # threads shutting a client down (set.add/discard are atomic)
 _finalizer_pid = 0  # the process whose multiprocessing/billiard registries hold our finalizer
 
 
@@ -47,6 +52,27 @@ def forget(client: Client) -> None:
     _live.discard(client)
 
 
+def retire(client: Client) -> None:
+    """Shut ``client`` down on a thread of its own: the caller does not wait, :func:`shutdown_all` does."""
+    thread = threading.Thread(target=_retire, args=(client,), name="analytics-cio-retire", daemon=True)
+    _retiring.add(thread)
+    thread.start()
+
+
+def _retire(client: Client) -> None:
+    try:
+        client.shutdown()
+    finally:
+        _retiring.discard(threading.current_thread())
+
+
+def wait_retired(deadline: float | None) -> bool:
+    """Wait until every :func:`retire` has finished, or until ``deadline`` (monotonic); True if all did."""
+    for thread in list(_retiring):
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in list(_retiring))
+
+
 def shutdown_all(timeout: float | None = None) -> bool:
     """Shut down every client of this process: deliver what they hold, and report what cannot be delivered.
 
@@ -57,7 +83,7 @@ def shutdown_all(timeout: float | None = None) -> bool:
     """
     clients = [client for client in list(_live) if not client._closed]
     if not clients:
-        return True
+        return wait_retired(None if timeout is None else time.monotonic() + timeout)
     total = timeout if timeout is not None else max(client.shutdown_timeout for client in clients)
     deadline = time.monotonic() + total
     for client in clients:
@@ -69,7 +95,7 @@ def shutdown_all(timeout: float | None = None) -> bool:
         except Exception:
             logger.exception("analytics_cio: shutting a client down failed")
             done = False
-    return done
+    return wait_retired(deadline) and done
 
 
 def _at_exit() -> None:
