@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from analytics_cio import Client, RejectedError
+from analytics_cio import Client, RejectedError, _encoding
 from analytics_cio._retry import RetryPolicy
 from analytics_cio.testing._server import Faults, LocalCustomerIO
 
@@ -207,3 +207,53 @@ def test_a_setting_change_right_before_exit_or_flush_loses_none_of_the_old_clien
             assert "flushed True" in done.stdout
         names = [op["name"] for op in slow.ops()]
     assert sorted(names) == sorted([f"Old {i}" for i in range(100)] + ["New"])
+
+
+# -- "values in traits and properties: cleaned without loss ... a value with no JSON form is dropped for its key
+# -- only, with a warning naming it" ------------------------------------------------------------------------------
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate JSON keys: {keys}"
+    return dict(pairs)
+
+
+@pytest.mark.xfail(_encoding.JSON_LIBRARY == "json", strict=True,
+                   reason="the standard library's C encoder writes 1 and '1' as the same key, and has no key hook")
+@VERSIONS
+def test_keys_that_are_one_json_key_are_never_sent_twice_and_the_dropped_one_is_named(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], version: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # {1: "x", "1": "y"} went out as {"1":"x","1":"y"}: a JSON reader keeps one, and the other vanished unsaid.
+    server = raw(lambda request, _: ok())
+    client, errors = make(server.url, version)
+    properties: dict[Any, Any] = {1: "int", "1": "str", None: "none", "null": "text", "nested": {True: 1, "true": 2}}
+    client.track("u-1", "Keys", properties)
+    assert client.flush(timeout=30) is True and errors == []
+    (request,) = server.requests
+    body = json.loads(request.body, object_pairs_hook=no_duplicate_keys)
+    data = body["batch"][0]["attributes"] if version == "v2" else body["data"]
+    assert data == {"1": "int", "null": "none", "nested": {"true": 1}}  # the first of each; none silently
+    for dropped in ("'1'", "'null'", "'true'"):
+        assert f"dropped key {dropped}" in caplog.text
+
+
+@VERSIONS
+def test_a_deep_value_the_call_accepts_is_sent_whole_whichever_encoding_path_it_takes(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], version: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # 150 levels pass the call (it refuses more than 200). A date string elsewhere in the message sends it down the
+    # careful encoding path, which dropped everything past 64 levels; the fast path sent it whole.
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(150):
+        deep = {"a": deep}
+    server = raw(lambda request, _: ok())
+    client, errors = make(server.url, version)
+    client.track("u-1", "Plain", {"deep": deep})
+    client.track("u-1", "With a date", {"deep": deep, "at": "2024-05-14T12:40:00Z"})
+    assert client.flush(timeout=30) is True and errors == []
+    bodies = [json.loads(r.body) for r in server.requests]
+    sent = [op["attributes"] for op in bodies[0]["batch"]] if version == "v2" else [b["data"] for b in bodies]
+    assert [s["deep"] for s in sent] == [deep, deep]
+    assert "nested deeper" not in caplog.text
