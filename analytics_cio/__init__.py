@@ -20,8 +20,10 @@ import sys
 import threading
 import types
 from collections.abc import Mapping
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
+from . import _lifecycle
 from ._errors import (
     AnalyticsError,
     ArgumentError,
@@ -176,7 +178,7 @@ def _default() -> Client:
         default_client = Client(**settings)
         _stale = False
     if old is not None:  # on its own thread: the caller never waits for the old client's delivery
-        threading.Thread(target=old.shutdown, name="analytics-cio-retire", daemon=True).start()
+        _lifecycle.retire(old)
     return default_client
 
 
@@ -283,8 +285,12 @@ def remove_device(user_id: Any, token: str, context: Mapping[str, Any] | None = 
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``."""
-    return _default().flush(timeout) if default_client is not None or site_id or write_key else True
+    """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``.
+
+    What a default client that a setting change replaced still holds counts too."""
+    deadline = None if timeout is None else _monotonic() + timeout
+    done = _default().flush(timeout) if default_client is not None or site_id or write_key else True
+    return done and _lifecycle.wait_retired(deadline)  # (not done: on a worker thread, which must not wait)
 
 
 # ``@analytics_cio.flush_after`` / ``@analytics_cio.flush_after(timeout=2)``: the default client's flush after
@@ -301,8 +307,9 @@ def join() -> None:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, then stop the default client for good."""
     global default_client
+    deadline = None if timeout is None else _monotonic() + timeout
     client = default_client
     if client is None:
-        return True
+        return _lifecycle.wait_retired(deadline)
     default_client = None
-    return client.shutdown(timeout)
+    return client.shutdown(timeout) and _lifecycle.wait_retired(deadline)

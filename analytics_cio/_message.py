@@ -24,8 +24,7 @@ LIBRARY: Final = {"name": "analytics-cio", "version": __version__}
 _UTC: Final = dt.timezone.utc
 _IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date})
 # Deeper than this, a structure is refused at the call (it is most likely one that contains itself): copying it
-# would exhaust the interpreter's recursion limit. Values nested deeper than _values.MAX_DEPTH (64) that pass
-# this are dropped, with a warning, when they are encoded.
+# would exhaust the interpreter's recursion limit. What passes is encoded whole (_values.MAX_DEPTH is deeper).
 SNAPSHOT_MAX_DEPTH: Final = 200
 _T = TypeVar("_T")
 
