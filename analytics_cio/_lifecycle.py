@@ -11,7 +11,10 @@
 - RQ's work horses end with ``os._exit`` right after their job: ``contrib.rq``'s worker calls :func:`flush_all`
   after each job.
 
-The set of live clients is owned here; clients add themselves when built and leave when shut down.
+The set of live clients is owned here; clients add themselves when built and leave when shut down. So is the set
+of shutdowns running on threads of their own (:func:`retire`: the default client a module setting replaced):
+:func:`shutdown_all` waits for them too, or a process that exits right after a setting change would kill them
+half way (they are daemon threads) and the old client's messages would be neither delivered nor reported.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("analytics_cio")
 
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
+_retiring: set[threading.Thread] = set()  # threads shutting a client down (set.add/discard are atomic)
 _finalizer_pid = 0  # the process whose multiprocessing/billiard registries hold our finalizer
 
 
@@ -50,6 +55,27 @@ def forget(client: Client) -> None:
     _live.discard(client)
 
 
+def retire(client: Client) -> None:
+    """Shut ``client`` down on a thread of its own: the caller does not wait, :func:`shutdown_all` does."""
+    thread = threading.Thread(target=_retire, args=(client,), name="analytics-cio-retire", daemon=True)
+    _retiring.add(thread)
+    thread.start()
+
+
+def _retire(client: Client) -> None:
+    try:
+        client.shutdown()
+    finally:
+        _retiring.discard(threading.current_thread())
+
+
+def wait_retired(deadline: float | None) -> bool:
+    """Wait until every :func:`retire` has finished, or until ``deadline`` (monotonic); True if all did."""
+    for thread in list(_retiring):
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in list(_retiring))
+
+
 def shutdown_all(timeout: float | None = None) -> bool:
     """Shut down every client of this process: deliver what they hold, and report what cannot be delivered.
 
@@ -58,7 +84,11 @@ def shutdown_all(timeout: float | None = None) -> bool:
     or reported. Call it wherever a process ends without running ``atexit`` hooks, or before a serverless
     runtime freezes the process.
     """
-    return shutdown_clients(list(_live), timeout)
+    clients = [client for client in list(_live) if not client._closed]
+    total = timeout if timeout is not None else max((client.shutdown_timeout for client in clients), default=None)
+    deadline = None if total is None else time.monotonic() + total
+    done = shutdown_clients(clients, total)
+    return wait_retired(deadline) and done
 
 
 def shutdown_clients(clients: Iterable[Client], timeout: float | None = None) -> bool:
