@@ -9,8 +9,9 @@ of any other kind than JSON's own (and datetimes) takes the full walk. All paths
 same data.
 
 With the ``orjson`` extra installed the fast path uses it instead of the standard library's encoder (about five
-times faster on a typical event; benchmarks/README.md). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps
-the standard library's, to compare the two.
+times faster on a typical event; benchmarks/README.md), unless it is one of the versions that corrupt memory
+(see ``orjson_is_safe``). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps the standard library's, to
+compare the two.
 """
 
 from __future__ import annotations
@@ -138,10 +139,28 @@ def _default(convert_timestamps: bool) -> Callable[[Any], Any]:
 _DEFAULTS: Final = {True: _default(True), False: _default(False)}
 _ENCODERS: Final = {True: _encoder(True), False: _encoder(False)}
 _ISO_HINT_BYTES: Final = re.compile(_ISO_HINT.pattern.encode())
+# orjson 3.10.6 to 3.11.5 write past their output buffer while closing a deeply nested value (a value 150 levels
+# deep in an operation of about 1 KB corrupts the heap and aborts the process; measured on Python 3.9 and 3.12).
+# Python 3.9 gets no later orjson. Those versions are left unused: the standard library's encoder is used instead.
+_ORJSON_BROKEN: Final = ((3, 10, 6), (3, 11, 5))
+
+
+def orjson_is_safe(version: str) -> bool:
+    """False for the orjson versions that corrupt memory on deeply nested values."""
+    try:
+        number = tuple(int(part) for part in version.split(".")[:3])
+    except ValueError:
+        return True
+    return not _ORJSON_BROKEN[0] <= number <= _ORJSON_BROKEN[1]
+
+
 try:
     if os.environ.get("ANALYTICS_CIO_JSON", "").lower() == "stdlib":
         raise ImportError("the standard library's encoder was asked for")
     import orjson as _orjson
+
+    if not orjson_is_safe(_orjson.__version__):
+        raise ImportError(f"orjson {_orjson.__version__} corrupts memory on deeply nested values")
 
     # Datetimes go to the default hook (they may become Unix seconds); NaN becomes null, as clean() makes it. A
     # key that is not a string is refused (the careful path takes the dict): 1 and "1" would be one key twice.
