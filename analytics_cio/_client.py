@@ -12,10 +12,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from . import _lifecycle, _message
+from . import _lifecycle, _message, _runtime
+from ._before_send import BeforeSend, Hook
 from ._delivery import deliver
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
+from ._flush_after import FlushAfter
 from ._limits import OP_BYTES, check_op, check_size
 from ._mapping import MappingOptions, is_disabled, map_message
 from ._message import Message
@@ -136,6 +138,7 @@ class Client:
         object_type_id: str | int = "1",
         transport: Transport | None = None,
         ca_certs: str | None = None,
+        before_send: Hook | None = None,
         write_key: str | None = None,
     ) -> None:
         _check_credentials(site_id, api_key, write_key, required=send and transport is None)
@@ -171,6 +174,10 @@ class Client:
         self.on_error = on_error
         self.send = send
         self.sync_mode = sync_mode
+        # Where a background thread would starve (uWSGI without threads), calls send as with sync_mode.
+        self._threads_starve = send and _runtime.threads_starve()
+        if self._threads_starve and not sync_mode:
+            _runtime.warn_threads_starve()
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
         if debug:
@@ -223,6 +230,7 @@ class Client:
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_log = _Throttle(5.0)
+        self._before_send = BeforeSend(before_send) if before_send else None  # None, False: no hook
         _lifecycle.track(self)
 
     @property
@@ -397,9 +405,21 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued now; return once it is delivered or reported (True), or at ``timeout``."""
-        if self.sync_mode or not self.send:
-            return True
-        return self._worker.flush(timeout)
+        wait = self._start_flush()
+        return False if wait is None else wait(timeout)
+
+    def _start_flush(self) -> Callable[[float | None], bool] | None:
+        """Queue a flush now and return the wait for it, or None when it cannot happen (``Worker.start_flush``).
+        ``AsyncClient`` waits on a thread, in slices."""
+        if self._send_inline or not self.send:
+            return _delivered
+        return self._worker.start_flush()
+
+    @property
+    def flush_after(self) -> FlushAfter:
+        """``@client.flush_after`` or ``@client.flush_after(timeout=2)``: flush this client after every call of the
+        decorated handler (sync or async), for at most 5 s by default. See the README's serverless section."""
+        return FlushAfter(self.flush)
 
     def join(self) -> None:
         """Wait until everything queued is delivered or reported (``flush()`` without a timeout).
@@ -427,12 +447,12 @@ class Client:
                 return
             self._closed = True
         _lifecycle.forget(self)
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             self._worker.begin_close()
 
     def _finish_shutdown(self, deadline: float) -> bool:
         done = True
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             done = self._worker.finish_close(deadline)
         self.transport.close()
         if self.debug:
@@ -443,14 +463,31 @@ class Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """``shutdown()``: returns within ``shutdown_timeout`` (10 s by default) plus a moment, whatever the
+        server does; what is not delivered by then is reported. An exception from the block propagates."""
         self.shutdown()
+
+    @property
+    def _send_inline(self) -> bool:
+        """Calls send on the calling thread: ``sync_mode``, or a process where the worker's threads starve."""
+        return self.sync_mode or self._threads_starve
 
     @property
     def queue_size(self) -> int:
         """Messages and operations waiting to be delivered."""
         return self._worker.queued()
 
+    @property
+    def before_send_dropped(self) -> int:
+        """Messages ``before_send`` dropped on purpose (returned None for); they are not errors."""
+        return 0 if self._before_send is None else self._before_send.dropped
+
     def _enqueue(self, message: Message) -> Result:
+        if self._before_send is not None:
+            hooked = self._before_send(message)
+            if hooked is None:
+                return True, message
+            message = hooked
         if is_disabled(message["integrations"]):
             return True, message
         if self._closed:
@@ -458,7 +495,7 @@ class Client:
             return False, message
         if not self.send:
             return True, message
-        if self.sync_mode:
+        if self._send_inline:
             return self._send_now(message), message
         if self._worker.put(message):
             return True, message
@@ -545,6 +582,10 @@ def _identity(message: Any) -> Any:
         if isinstance(key, str):
             return key
     return id(message)
+
+
+def _delivered(timeout: float | None) -> bool:
+    return True
 
 
 def _sleep(seconds: float) -> bool:

@@ -144,6 +144,10 @@ def _known_person(message: Message, options: MappingOptions, what: str) -> dict[
     return person_identifiers(message["userId"], options)
 
 
+_EPOCH: Final = dt.datetime(1970, 1, 1)
+_SECOND: Final = dt.timedelta(seconds=1)
+
+
 def _unix(message: Message) -> int | None:
     value = message.get("timestamp")
     if value is None:
@@ -151,7 +155,7 @@ def _unix(message: Message) -> int | None:
     # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z").
     if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
         try:
-            return _values.to_unix(dt.datetime.fromisoformat(value[:19]).replace(tzinfo=_values.UTC))
+            return (dt.datetime.fromisoformat(value[:19]) - _EPOCH) // _SECOND  # a quarter of to_unix's cost
         except ValueError:
             pass
     converted = _values.timestamp_value(value)
