@@ -217,6 +217,17 @@ def test_the_flask_extension_sends_from_a_view(make_app: Callable[..., Any], ser
     assert [e["name"] for e in person["events"]] == ["Signed Up"]
 
 
+def test_a_flask_app_with_a_write_key_sends_to_data_pipelines(make_app: Callable[..., Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "from-the-environment")  # not taken: the write key chose Pipelines
+    with LocalCustomerIO(write_key="wk") as pipelines:
+        app = make_app(ANALYTICS_CIO_SITE_ID=None, ANALYTICS_CIO_API_KEY=None, ANALYTICS_CIO_WRITE_KEY="wk",
+                       ANALYTICS_CIO_HOST=pipelines.url)
+        assert app.test_client().post("/signup", data={"email": "ada@example.com"}).status_code == 201
+        assert [(m["type"], m["userId"]) for m in pipelines.messages()] == [("identify", "ada@example.com"),
+                                                                             ("track", "ada@example.com")]
+
+
 def test_each_flask_app_has_its_own_client(make_app: Callable[..., Any], server: LocalCustomerIO) -> None:
     from analytics_cio.contrib.flask import Analytics
 
