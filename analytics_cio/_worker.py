@@ -17,8 +17,8 @@ the pacing count (``_backlog_puts``)  callers (a racy count is fine: it only spa
 ====================================  ================================================================
 
 The encoder takes at most ROUND items from the inbox at a time, so callers that never pause cannot keep it from
-handing work on: batches are cut, spooled and sent while they keep calling; and once more than two batches wait,
-one call in YIELD_EVERY lets the worker threads run, so the sender is not starved of the GIL either. What waits
+handing work on: batches are cut, spooled and sent while they keep calling; and once more than a batch waits, one
+call in YIELD_EVERY lets the worker threads run, so the sender is not starved of the GIL either. What waits
 is held encoded: each operation's JSON and, once more than two batches wait (or with a spool), its message as
 compact JSON (``WireOp.compact``), which ``on_error`` gets back decoded.
 
@@ -124,7 +124,7 @@ class Worker:
         self._inbox: collections.deque[Any] = collections.deque()
         self._outbox = Outbox(self.upload_size, self.upload_interval, self.transport.max_batch_bytes)
         self._average_bytes = 1024.0
-        self._backlog = 2 * self.upload_size
+        self._backlog = self.upload_size
         self._backlog_puts = 0  # calls made while more than _backlog ops waited
         self._set_aside: list[int] = []  # sender: spool ids whose retries ran out, kept for a later attempt
         self._wake = threading.Event()
@@ -175,7 +175,7 @@ class Worker:
         elif outbox.waiting > self._backlog:
             # A caller loop that never pauses keeps the GIL for 5 ms at a time, and the sender needs it back after
             # each of a request's half-dozen socket calls: delivery falls behind and the backlog grows. Once more
-            # than two batches wait, every YIELD_EVERY-th call lets another thread run, never blocking for long.
+            # than a batch waits, every YIELD_EVERY-th call lets another thread run, never blocking for long.
             self._backlog_puts += 1
             if not self._backlog_puts % YIELD_EVERY:
                 time.sleep(0)
