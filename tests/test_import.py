@@ -478,7 +478,8 @@ def test_an_interrupted_import_with_workers_resumes_to_exactly_once_delivery(cio
 def _workers(parent: int) -> list[int]:
     """The import's worker processes, in the order they started (a spawned worker's parent is the import; the
     semaphore tracker is left out)."""
-    found = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(parent)], capture_output=True, text=True).stdout
+    found = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(parent)], capture_output=True,
+                           text=True).stdout
     return sorted(int(line.split()[0]) for line in found.splitlines() if "spawn_main" in line)
 
 
