@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,10 @@ from analytics_cio.testing import Faults, LocalCustomerIO
 from .conftest import API_KEY, SITE_ID
 
 
-@pytest.fixture(autouse=True)
-def no_credentials_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_HOST", "CUSTOMERIO_REGION"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
-def cio() -> Iterator[LocalCustomerIO]:
-    with LocalCustomerIO(site_id=SITE_ID, api_key=API_KEY) as server:
-        yield server
+def cio(server: LocalCustomerIO) -> LocalCustomerIO:
+    """The local Customer.io (conftest's), by the name the command's tests give it."""
+    return server
 
 
 def send(server: LocalCustomerIO, *argv: str) -> tuple[int, str, str]:
