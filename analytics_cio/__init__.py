@@ -5,6 +5,10 @@
     analytics.api_key = "..."
     analytics.track("user-1", "Order Completed", {"total": 42})
 
+or, to send to Customer.io Data Pipelines (Customer.io maps the messages; ``site_id``/``api_key`` left unset)::
+
+    analytics.write_key = "..."
+
 Module attributes configure the default client. Setting one after the first call takes effect on the next
 call: the default client is rebuilt with the new settings, and the old one is shut down on a thread of its own
 (its messages are delivered or reported; the call does not wait for it).
@@ -16,8 +20,10 @@ import sys
 import threading
 import types
 from collections.abc import Mapping
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
+from . import _lifecycle
 from ._errors import (
     AnalyticsError,
     ArgumentError,
@@ -32,11 +38,14 @@ from ._errors import (
     ShutdownError,
     UnmappableError,
 )
+from ._flush_after import FlushAfter as _FlushAfter
 from ._lifecycle import shutdown_all
 from ._regions import normalise_region as _normalise_region
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async import AsyncClient
+    from ._before_send import Hook
     from ._client import Client, OnError, Result
     from ._import_counts import ImportCounts
     from ._importer import import_partition
@@ -44,13 +53,15 @@ if TYPE_CHECKING:
 
 # Imported on first use, not with the package: ``import analytics_cio`` (and so the pytest plugin that every
 # pytest run in an environment with analytics-cio loads) stays free of requests, urllib3 and the client.
-_LAZY = {"Client": "._client", "ImportCounts": "._import_counts", "import_partition": "._importer"}
+_LAZY = {"Client": "._client", "AsyncClient": "._async", "ImportCounts": "._import_counts",
+         "import_partition": "._importer"}
 
 __all__ = [
     "AnalyticsError",
     "ArgumentError",
     "ArgumentTypeError",
     "ArgumentValueError",
+    "AsyncClient",
     "Client",
     "ClientClosedError",
     "DeliveryError",
@@ -64,6 +75,7 @@ __all__ = [
     "__version__",
     "alias",
     "flush",
+    "flush_after",
     "group",
     "identify",
     "import_partition",
@@ -80,6 +92,7 @@ __all__ = [
 # -- settings of the default client (names and defaults as in analytics-python, plus Customer.io's) ---------
 site_id: str | None = None
 api_key: str | None = None
+write_key: str | None = None  # a Data Pipelines source's API key: selects Data Pipelines instead of the Track API
 region: str = "us"
 host: str | None = None
 api_version: str = "v2"
@@ -107,6 +120,7 @@ device_token_event: str | None = None
 send_lifecycle_events: bool = True
 email_as_id: bool = True
 object_type_id: str | int = "1"
+before_send: Hook | None = None
 transport: Transport | None = None  # where the default client sends (analytics_cio.testing.capture() sets it)
 
 default_client: Client | None = None
@@ -116,7 +130,7 @@ _SETTINGS = (
     "max_queue_size", "max_queue_bytes", "upload_size", "upload_interval", "gzip", "timeout", "max_retries",
     "retry_deadline", "shutdown_timeout", "proxies", "thread", "max_requests_per_second", "spool_path",
     "convert_timestamps", "screen_as", "device_token_event", "send_lifecycle_events", "email_as_id",
-    "object_type_id", "transport", "ca_certs",
+    "object_type_id", "transport", "ca_certs", "before_send", "write_key",
 )
 _lock = threading.Lock()
 _stale = False
@@ -164,7 +178,7 @@ def _default() -> Client:
         default_client = Client(**settings)
         _stale = False
     if old is not None:  # on its own thread: the caller never waits for the old client's delivery
-        threading.Thread(target=old.shutdown, name="analytics-cio-retire", daemon=True).start()
+        _lifecycle.retire(old)
     return default_client
 
 
@@ -271,8 +285,17 @@ def remove_device(user_id: Any, token: str, context: Mapping[str, Any] | None = 
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``."""
-    return _default().flush(timeout) if default_client is not None or site_id else True
+    """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``.
+
+    What a default client that a setting change replaced still holds counts too."""
+    deadline = None if timeout is None else _monotonic() + timeout
+    done = _default().flush(timeout) if default_client is not None or site_id or write_key else True
+    return done and _lifecycle.wait_retired(deadline)  # (not done: on a worker thread, which must not wait)
+
+
+# ``@analytics_cio.flush_after`` / ``@analytics_cio.flush_after(timeout=2)``: the default client's flush after
+# every call of the handler (see FlushAfter); the client is looked up at each flush, not when decorating.
+flush_after = _FlushAfter(lambda timeout: flush(timeout))
 
 
 def join() -> None:
@@ -284,8 +307,9 @@ def join() -> None:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, then stop the default client for good."""
     global default_client
+    deadline = None if timeout is None else _monotonic() + timeout
     client = default_client
     if client is None:
-        return True
+        return _lifecycle.wait_retired(deadline)
     default_client = None
-    return client.shutdown(timeout)
+    return client.shutdown(timeout) and _lifecycle.wait_retired(deadline)

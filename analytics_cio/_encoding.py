@@ -132,8 +132,9 @@ try:
         raise ImportError("the standard library's encoder was asked for")
     import orjson as _orjson
 
-    # Datetimes go to the default hook (they may become Unix seconds); NaN becomes null, as clean() makes it.
-    _ORJSON_OPTIONS: Final = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_NON_STR_KEYS
+    # Datetimes go to the default hook (they may become Unix seconds); NaN becomes null, as clean() makes it. A
+    # key that is not a string is refused (the careful path takes the dict): 1 and "1" would be one key twice.
+    _ORJSON_OPTIONS: Final = _orjson.OPT_PASSTHROUGH_DATETIME
     JSON_LIBRARY = "orjson"
     _fast: Callable[[Any, bool], bytes] = _orjson_fast
 except ImportError:

@@ -144,33 +144,20 @@ def _known_person(message: Message, options: MappingOptions, what: str) -> dict[
     return person_identifiers(message["userId"], options)
 
 
-_last_unix: tuple[object, int | None] = (None, None)
-_EPOCH_DAY: Final = dt.date(1970, 1, 1).toordinal()
+_EPOCH: Final = dt.datetime(1970, 1, 1)
+_SECOND: Final = dt.timedelta(seconds=1)
 
 
 def _unix(message: Message) -> int | None:
-    global _last_unix
     value = message.get("timestamp")
     if value is None:
         return None
-    last = _last_unix
-    if value is last[0]:  # the same message's timestamp, asked again for its event id and its op
-        return last[1]
-    seconds = _parse_unix(value)
-    _last_unix = (value, seconds)
-    return seconds
-
-
-def _parse_unix(value: Any) -> int | None:
-    # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z"), and
-    # counted in whole days and seconds: exact, and a fifth of the cost of an aware datetime's timestamp().
+    # The builder's own form, "2024-05-01T12:00:00.123Z", read by the C parser (Python 3.9's reads no "Z").
     if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
         try:
-            utc = dt.datetime.fromisoformat(value[:19])
+            return (dt.datetime.fromisoformat(value[:19]) - _EPOCH) // _SECOND  # a quarter of to_unix's cost
         except ValueError:
             pass
-        else:
-            return (utc.toordinal() - _EPOCH_DAY) * 86400 + utc.hour * 3600 + utc.minute * 60 + utc.second
     converted = _values.timestamp_value(value)
     return converted if isinstance(converted, int) else None
 

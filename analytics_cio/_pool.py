@@ -7,7 +7,8 @@ to urllib3, and why:
   byte a second keeps a request alive forever. A watchdog thread shuts the socket of any request still running
   at its deadline (``timeout`` seconds after it started), which ends the blocked read at once.
 - **Answers read up to a cap** (:data:`MAX_ANSWER_BYTES`): Customer.io's answers are a few hundred bytes; a larger
-  one is cut there and its connection dropped, so a huge answer costs no memory.
+  one is cut there and its connection dropped, so a huge answer costs no memory. A 207 may list every operation
+  of a batch, so it is read up to :data:`MAX_PARTIAL_ANSWER_BYTES`.
 - **A connection is reused only after a well-framed answer.** Anything else (an interim 1xx, a 204/304 that may
   hide a body, an answer cut at the cap or by the watchdog) drops it, so bytes left over from one answer can never
   be read as the answer to the next request.
@@ -40,6 +41,9 @@ from urllib3.util import Timeout, make_headers, parse_url
 logger = logging.getLogger("analytics_cio")
 
 MAX_ANSWER_BYTES: Final = 8192
+# A 207's body is the list of the batch's refused operations: cut short it names none of them, and every one of
+# them would count as delivered. A batch (< 500 KB) holds at most a few thousand operations.
+MAX_PARTIAL_ANSWER_BYTES: Final = 2 * 1024 * 1024
 _NO_BODY: Final = frozenset({204, 304})
 
 
@@ -309,11 +313,12 @@ class HttpPool:
         if status < 200:  # urllib3 skips 100 Continue; any other interim answer stands in for the real one
             response.close()
             raise AnswerError(f"the server answered with an interim HTTP {status} as its final answer")
+        cap = MAX_PARTIAL_ANSWER_BYTES if status == 207 else MAX_ANSWER_BYTES
         chunks: list[bytes] = []
         size = 0
         complete = False
-        while size <= MAX_ANSWER_BYTES:
-            data = response.read(MAX_ANSWER_BYTES + 1 - size)
+        while size <= cap:
+            data = response.read(cap + 1 - size)
             if not data:
                 complete = True
                 break
@@ -321,7 +326,7 @@ class HttpPool:
             size += len(data)
         if not complete or status in _NO_BODY:
             response.close()  # what is left of this answer must never be read as the next one
-        return Answer(status, response.headers, b"".join(chunks)[:MAX_ANSWER_BYTES])
+        return Answer(status, response.headers, b"".join(chunks)[:cap])
 
     def redact(self, text: str) -> str:
         """``text`` without the proxy's credentials."""

@@ -67,7 +67,7 @@ class SqliteSpool:
         return f"SqliteSpool({self.path!r})"
 
     def _open(self) -> sqlite3.Connection:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         _create_private(self.path)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5)
         try:
@@ -235,9 +235,15 @@ class SqliteSpool:
 
 
 def _create_private(path: str) -> None:
-    """Create ``path`` if missing, readable and writable by its owner only."""
+    """Create ``path`` if missing, readable and writable by its owner only. A file that was there already is made
+    so too: SQLite gives the WAL and shared-memory files it creates the database's own mode."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    try:
+        if os.fstat(fd).st_mode & 0o077 and hasattr(os, "fchmod"):
+            with contextlib.suppress(OSError):  # not ours to change (another user's file): used as it is
+                os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _held(op: WireOp) -> bytes:

@@ -42,6 +42,7 @@ logger = logging.getLogger("analytics_cio")
 
 USER_AGENT: Final = f"analytics-cio/{__version__} (python)"
 _REASON_CHARS: Final = 500
+_SECRET_MIN_CHARS: Final = 8  # a shorter api_key is no real key, and hiding it would garble every reason
 
 
 class WireOp:
@@ -78,10 +79,16 @@ class WireOp:
         self._message = encoded
 
     @property
+    def is_compact(self) -> bool:
+        """Whether the message is held as JSON already."""
+        return isinstance(self._message, bytes)
+
+    @property
     def size(self) -> int:
-        """Bytes this operation holds: its data, and its message when compact."""
+        """Bytes this operation holds: its data, and its message when compact (unless that is the data itself, as
+        a Data Pipelines message is)."""
         held = self._message
-        return len(self.data) + (len(held) if isinstance(held, bytes) else 0)
+        return len(self.data) + (len(held) if isinstance(held, bytes) and held is not self.data else 0)
 
     def __repr__(self) -> str:
         return f"WireOp({self.method} {self.path or 'batch item'}, {len(self.data)} bytes)"
@@ -127,9 +134,10 @@ def base_url(region: str, host: str | None) -> str:
     return HOSTS[normalise_region(region)]
 
 
-def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
-    """Customer.io's own words for an error answer, in any of its shapes, and the field it names."""
-    text = body[:2000].decode("utf-8", errors="replace").strip()
+def error_reason(status: int, body: bytes, redact: Callable[[str], str] = str) -> tuple[str, str | None]:
+    """Customer.io's own words for an error answer, in any of its shapes, and the field it names; ``redact`` is
+    applied to them before they are cut short."""
+    text = redact(body[:2000].decode("utf-8", errors="replace").strip())
     fallback = text[:_REASON_CHARS] or f"HTTP {status}"
     try:
         parsed = json.loads(body)
@@ -138,6 +146,8 @@ def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
     parts: list[str] = []
     field = None
     if isinstance(parsed, Mapping):
+        if isinstance(parsed.get("message"), str):  # Data Pipelines: {"code": ..., "message": ...}
+            parts.append(parsed["message"])
         meta = parsed.get("meta")
         if isinstance(meta, Mapping):
             if isinstance(meta.get("error"), str):
@@ -152,8 +162,8 @@ def error_reason(status: int, body: bytes) -> tuple[str, str | None]:
                     field = field or (str(error["field"]) if error.get("field") else None)
                 else:
                     parts.append(str(error))
-    reason = "; ".join(p for p in parts if p) or fallback
-    return reason[:_REASON_CHARS], field
+    reason = redact("; ".join(p for p in parts if p)) or fallback
+    return reason[:_REASON_CHARS], redact(field) if field else None
 
 
 def _certificate_refused(exc: BaseException) -> bool:
@@ -216,6 +226,8 @@ class HttpTransport:
         self.ca_certs = ca_certs
         self.rate_limiter = rate_limiter or RateLimiter(None)
         token = base64.b64encode(f"{site_id}:{api_key}".encode()).decode()
+        # A server (or a proxy) may echo the request back in its error text: never let it carry these on.
+        self._secrets = tuple(s for s in (token, api_key) if len(s) >= _SECRET_MIN_CHARS)
         self._headers = {
             "Authorization": f"Basic {token}",
             "Content-Type": "application/json",
@@ -250,7 +262,7 @@ class HttpTransport:
             answer = self._pool.request(method, path, data, headers)
         except Exception as exc:  # of any type: a server must not be able to make a batch vanish
             # The exception's text may hold the URL, never the credentials (they travel in a header).
-            reason = self._pool.redact(f"{type(exc).__name__}: {exc}")[:_REASON_CHARS]
+            reason = self.redact(self._pool.redact(f"{type(exc).__name__}: {exc}"))[:_REASON_CHARS]
             _log(method, path, reason, started)
             if _certificate_refused(exc):  # a certificate that fails verification does not fix itself
                 return Outcome(False, reason=f"TLS certificate verification failed: {reason}")
@@ -258,16 +270,24 @@ class HttpTransport:
         _log(method, path, answer.status, started)
         return self._classify(answer)
 
+    def redact(self, text: str) -> str:
+        """``text`` without the credentials, in case a server echoed the ``Authorization`` header."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _classify(self, answer: Answer) -> Outcome:
-        status = answer.status
+        status, body = answer.status, answer.body
+        for secret in self._secrets:  # before any of it is parsed or cut short, so no part of one survives
+            body = body.replace(secret.encode(), b"***")
         if status == 207:
-            return Outcome(True, status=207, items=partial_errors(answer.body))
+            return Outcome(True, status=207, items=partial_errors(body))
         if 200 <= status < 300:
             return Outcome(True, status=status)
         if 300 <= status < 400:
-            where = answer.headers.get("location", "?")
+            where = self.redact(answer.headers.get("location", "?"))
             return Outcome(False, status=status, reason=f"Customer.io redirected to {where}: is region right?")
-        reason, field = error_reason(status, answer.body)
+        reason, field = error_reason(status, body, self.redact)
         retry_after = parse_retry_after(answer.headers.get("retry-after"))
         if retry_after is not None:
             # Hold back every request of this client at once, not only this one's retry.
@@ -322,9 +342,9 @@ class BatchTransport(HttpTransport):
         outcomes = [DELIVERED] * len(ops)
         for error in outcome.items:
             index = error.get("batch_index")
-            if isinstance(index, int) and 0 <= index < len(ops):
-                reason = describe_error(error)
-                field = str(error["field"]) if error.get("field") else None
+            if type(index) is int and 0 <= index < len(ops):  # JSON's true is not an index
+                reason = self.redact(describe_error(error))
+                field = self.redact(str(error["field"])) if error.get("field") else None
                 outcomes[index] = Outcome(False, False, 207, reason[:_REASON_CHARS] or "invalid operation", field)
         if not outcome.items:
             logger.warning("analytics_cio: Customer.io answered 207 without a readable error list")

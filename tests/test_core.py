@@ -85,7 +85,7 @@ def test_a_caller_loop_that_never_pauses_does_not_starve_delivery_or_the_spool(s
                                   on_error=lambda e, ms: None)
         accepted = refused = 0
         end = time.monotonic() + 60
-        while accepted < 3000 and time.monotonic() < end:
+        while accepted < 4000 and time.monotonic() < end:
             ok, _ = client.track("user-%d" % (accepted % 50), "Loop", {{"seq": accepted + refused}})
             if ok:
                 accepted += 1
@@ -98,10 +98,10 @@ def test_a_caller_loop_that_never_pauses_does_not_starve_delivery_or_the_spool(s
     accepted, refused = json.loads(counts.read_text())
     delivered = len(set(seqs(server)))
     spooled = SqliteSpool(spool).count()
-    # With max_queue_size=1000, 3,000 accepted means 2,000 were delivered while the loop kept calling: it never
-    # starved the sender. (Counted by time on a slow machine, this was flaky; counted by work it is not.)
-    assert accepted >= 3000 and delivered >= 2000, (accepted, refused, delivered, spooled)
-    # What can be lost to SIGKILL: the inbox (bounded by max_queue_size) and the encoder's one round.
+    # With max_queue_size=1000, 4,000 accepted means at least 3,000 left the queue while the loop kept calling: the
+    # encoder was not starved. Of those, at least a third reached Customer.io before the kill: nor was the sender.
+    # (Counted by time on a slow machine this was flaky, and so was asking for all of them: the rest sit in the spool.)
+    assert accepted >= 4000 and delivered >= 1000, (accepted, refused, delivered, spooled)
     assert accepted - delivered - spooled <= 1000 + 500, (accepted, delivered, spooled)
 
 
