@@ -190,11 +190,13 @@ class Importer:
                 except ArgumentError as problem:
                     self._bad(file_index, line, BadLine("wrong argument", str(problem)))
                 else:
+                    if self.dry_run_out is None:
+                        dispatch.send(line, message)
+                        continue
                     before = self._captured()
                     dispatch.send(line, message)
-                    if self.dry_run_out is not None:
-                        for op, _ in self.client.transport.sent(before):  # type: ignore[attr-defined]
-                            self.dry_run_out.write(json.dumps(op, ensure_ascii=False) + "\n")
+                    for op, _ in self.client.transport.sent(before):  # type: ignore[attr-defined]
+                        self.dry_run_out.write(json.dumps(op, ensure_ascii=False) + "\n")
             self.lines_read += in_chunk & 255
             if file_index < len(files) - 1:
                 self._close_chunk(file_index + 1, 1, 0)
@@ -214,7 +216,7 @@ class Importer:
 
     def _captured(self) -> int:
         count: Callable[[], int] | None = getattr(self.client.transport, "count", None)
-        return count() if count is not None and self.dry_run_out is not None else 0
+        return count() if count is not None else 0
 
     def _bad(self, file_index: int, line: int, problem: BadLine) -> None:
         self.dispatch.bad(line, problem.kind)
