@@ -35,7 +35,7 @@ from ._pool import Answer, HttpPool
 from ._ratelimit import RateLimiter
 from ._regions import HOSTS, normalise_region
 from ._retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
-from ._v1 import metrics_request, v1_request
+from ._v1 import ENTITY_PATH, metrics_request, v1_request
 from ._version import __version__
 
 logger = logging.getLogger("analytics_cio")
@@ -363,7 +363,8 @@ class RequestTransport(HttpTransport):
         """One request for one op, once the rate limit lets it start."""
         if not self.rate_limiter.acquire(stop):
             return Outcome(False, retryable=True, reason="stopped before sending")
-        return self.request(op.method, op.path, op.data if op.method != "DELETE" else None)
+        # No path: a v2 batch item that a v2 client left in the spool. It is the body /api/v2/entity takes.
+        return self.request(op.method, op.path or ENTITY_PATH, op.data if op.method != "DELETE" else None)
 
     def deliver(
         self,

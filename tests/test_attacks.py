@@ -22,6 +22,7 @@ import pytest
 
 from analytics_cio import Client, RejectedError, _encoding
 from analytics_cio._retry import RetryPolicy
+from analytics_cio._spool import SqliteSpool
 from analytics_cio.testing._server import Faults, LocalCustomerIO
 
 from . import conftest
@@ -257,3 +258,31 @@ def test_a_deep_value_the_call_accepts_is_sent_whole_whichever_encoding_path_it_
     sent = [op["attributes"] for op in bodies[0]["batch"]] if version == "v2" else [b["data"] for b in bodies]
     assert [s["deep"] for s in sent] == [deep, deep]
     assert "nested deeper" not in caplog.text
+
+
+# -- The spool: "Operations that outlive retry_deadline are kept in the spool ... sent again ... by the next
+# -- process on that path" ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("first", "then"), [("v2", "v1"), ("v1", "v2")])
+def test_what_the_spool_kept_is_sent_by_the_next_process_even_on_the_other_api_version(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], tmp_path: Path, first: str,
+        then: str) -> None:
+    # A v2 client's rows are batch items with no path: a v1 client sent them to "" (HostChangedError, retried
+    # for good) and kept them in the spool forever.
+    down = raw(lambda request, _: ok(b"{}", "503 Service Unavailable"))
+    path = str(tmp_path / "cio.sqlite")
+    client, errors = make(down.url, first, retries=0, spool_path=path)
+    client.identify("user-1", {"plan": "pro"})
+    client.track("user-1", "Kept")
+    assert client.flush(timeout=30) is True and errors == []  # kept, not reported
+    client.shutdown(timeout=5)
+    with LocalCustomerIO() as cio:
+        client, errors = make(cio.url, then, spool_path=path)
+        client.track("user-1", "New")
+        assert client.flush(timeout=30) is True and errors == []
+        client.shutdown(timeout=5)
+        person = cio.state.person("user-1")
+        assert person is not None and person["attributes"].get("plan") == "pro"
+        assert sorted(e["name"] for e in cio.state.events()) == ["Kept", "New"]
+    assert SqliteSpool(path).count() == 0
