@@ -168,6 +168,7 @@ class Client:
         self.sync_mode = sync_mode
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
+        self._debug_held = debug  # released once, by the first shutdown() to finish: shutdown() may be repeated
         if debug:
             _debug_logging.acquire()
         self.mapping_options = MappingOptions(
@@ -421,7 +422,9 @@ class Client:
         if self.send and not self.sync_mode:
             done = self._worker.finish_close(deadline)
         self.transport.close()
-        if self.debug:
+        with self._close_lock:
+            held, self._debug_held = self._debug_held, False
+        if held:
             _debug_logging.release()
         return done
 

@@ -201,6 +201,8 @@ class Worker:
         marker = self._final
         if marker is None or _on_worker_thread():  # on_error calling shutdown: the threads end by themselves
             return marker is not None and marker.done.is_set()
+        if marker.done.is_set() and self._threads is None:
+            return True  # a repeated shutdown() of a client that never started its threads: none to start now
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if self._threads is None and self._open_spool is None and list(self._inbox) == [marker]:
             marker.done.set()  # never used: nothing to deliver, no thread to start

@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -286,3 +288,46 @@ def test_what_the_spool_kept_is_sent_by_the_next_process_even_on_the_other_api_v
         assert person is not None and person["attributes"].get("plan") == "pro"
         assert sorted(e["name"] for e in cio.state.events()) == ["Kept", "New"]
     assert SqliteSpool(path).count() == 0
+
+
+# -- debug: "one handler, however many clients; the logger is restored when the last debug client shuts down" ----
+
+
+def test_a_repeated_shutdown_does_not_take_debug_logging_from_a_debug_client_still_alive(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]]) -> None:
+    # shutdown() is idempotent, but each call released the shared debug handler once more: a `with` block that
+    # also called shutdown(), and another debug client lost its DEBUG lines.
+    server = raw(lambda request, _: ok())
+    log = logging.getLogger("analytics_cio")
+    level, handlers = log.level, list(log.handlers)
+    alive, _ = make(server.url, debug=True)
+    with Client(SITE_ID, API_KEY, host=server.url, debug=True) as short_lived:
+        short_lived.shutdown()
+    short_lived.shutdown()
+    assert log.level == logging.DEBUG and len(log.handlers) == len(handlers) + 1
+    alive.shutdown()
+    assert log.level == level and log.handlers == handlers
+
+
+# -- "shutdown(timeout) ... is final: ... and no thread restarts" --------------------------------------------------
+
+
+@pytest.mark.parametrize("used", [False, True])
+def test_a_repeated_shutdown_starts_no_thread_and_returns_at_once(raw: Callable[..., RawServer],
+                                                                  make: Callable[..., tuple[Client, Errors]],
+                                                                  used: bool) -> None:
+    # A client that never sent anything (a web app's, on a quiet worker) started both its threads on its second
+    # shutdown(): they stayed, and every further shutdown() waited a second for them.
+    server = raw(lambda request, _: ok())
+    client, errors = make(server.url)
+    if used:
+        client.track("u-1", "Sent")
+    assert client.shutdown(timeout=5) is True
+    time.sleep(0.6)  # the used client's threads end within their join
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(3):
+        started = time.monotonic()
+        assert client.shutdown(timeout=5) is True
+        assert time.monotonic() - started < 0.5
+    assert {t.ident for t in threading.enumerate()} <= before
+    assert errors == [] and len(server.requests) == (1 if used else 0)
