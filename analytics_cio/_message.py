@@ -98,7 +98,10 @@ def identity(name: str, value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # an integer of more than 4,300 digits has no text (Python 3.11+)
+            raise ArgumentValueError(name, "is a number too large to write as text") from None
     raise ArgumentTypeError(name, f"must be a string or a number, not {type(value).__name__}")
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pytest
 
-from analytics_cio import Client, RejectedError, _encoding
+from analytics_cio import ArgumentError, Client, RejectedError, _encoding
 from analytics_cio._retry import RetryPolicy
 from analytics_cio._spool import SqliteSpool
 from analytics_cio.testing._server import Faults, LocalCustomerIO
@@ -331,3 +331,17 @@ def test_a_repeated_shutdown_starts_no_thread_and_returns_at_once(raw: Callable[
         assert time.monotonic() - started < 0.5
     assert {t.ident for t in threading.enumerate()} <= before
     assert errors == [] and len(server.requests) == (1 if used else 0)
+
+
+# -- "Bad arguments raise at the call, naming the argument: ArgumentError" --------------------------------------
+
+
+@pytest.mark.parametrize("argument", ["user_id", "anonymous_id"])
+def test_an_id_too_large_to_write_as_text_is_an_argument_error_naming_it(argument: str) -> None:
+    # Numbers are accepted as ids and sent as their text; an int of more than 4,300 digits has none, and the call
+    # raised Python's own ValueError, naming nothing.
+    client = Client(SITE_ID, API_KEY, send=False)
+    with pytest.raises(ArgumentError, match=argument) as raised:
+        arguments: dict[str, Any] = {argument: 10**5000, "event": "Huge"}
+        client.track(**arguments)
+    assert isinstance(raised.value, AssertionError)  # what analytics-python raises for bad arguments
