@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import types
 from collections.abc import Mapping
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from . import _lifecycle
@@ -272,7 +272,7 @@ def flush(timeout: float | None = None) -> bool:
     """Send everything queued now; True once all of it was delivered or reported, False at ``timeout``.
 
     What a default client that a setting change replaced still holds counts too."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = None if timeout is None else _monotonic() + timeout
     done = _default().flush(timeout) if default_client is not None or site_id else True
     return done and _lifecycle.wait_retired(deadline)  # (not done: on a worker thread, which must not wait)
 
@@ -286,7 +286,7 @@ def join() -> None:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, then stop the default client for good."""
     global default_client
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = None if timeout is None else _monotonic() + timeout
     client = default_client
     if client is None:
         return _lifecycle.wait_retired(deadline)
