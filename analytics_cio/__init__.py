@@ -5,6 +5,10 @@
     analytics.api_key = "..."
     analytics.track("user-1", "Order Completed", {"total": 42})
 
+or, to send to Customer.io Data Pipelines (Customer.io maps the messages; ``site_id``/``api_key`` left unset)::
+
+    analytics.write_key = "..."
+
 Module attributes configure the default client. Setting one after the first call takes effect on the next
 call: the default client is rebuilt with the new settings, and the old one is shut down on a thread of its own
 (its messages are delivered or reported; the call does not wait for it).
@@ -34,26 +38,34 @@ from ._errors import (
     ShutdownError,
     UnmappableError,
 )
+from ._flush_after import FlushAfter as _FlushAfter
 from ._lifecycle import shutdown_all
 from ._regions import normalise_region as _normalise_region
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async import AsyncClient
+    from ._before_send import Hook
     from ._client import Client, OnError, Result
+    from ._import_counts import ImportCounts
+    from ._importer import import_partition
     from ._transport import Transport
 
 # Imported on first use, not with the package: ``import analytics_cio`` (and so the pytest plugin that every
 # pytest run in an environment with analytics-cio loads) stays free of requests, urllib3 and the client.
-_LAZY = {"Client": "._client"}
+_LAZY = {"Client": "._client", "AsyncClient": "._async", "ImportCounts": "._import_counts",
+         "import_partition": "._importer"}
 
 __all__ = [
     "AnalyticsError",
     "ArgumentError",
     "ArgumentTypeError",
     "ArgumentValueError",
+    "AsyncClient",
     "Client",
     "ClientClosedError",
     "DeliveryError",
+    "ImportCounts",
     "LimitError",
     "QueueFullError",
     "RejectedError",
@@ -63,8 +75,10 @@ __all__ = [
     "__version__",
     "alias",
     "flush",
+    "flush_after",
     "group",
     "identify",
+    "import_partition",
     "join",
     "page",
     "register_device",
@@ -78,6 +92,7 @@ __all__ = [
 # -- settings of the default client (names and defaults as in analytics-python, plus Customer.io's) ---------
 site_id: str | None = None
 api_key: str | None = None
+write_key: str | None = None  # a Data Pipelines source's API key: selects Data Pipelines instead of the Track API
 region: str = "us"
 host: str | None = None
 api_version: str = "v2"
@@ -105,6 +120,7 @@ device_token_event: str | None = None
 send_lifecycle_events: bool = True
 email_as_id: bool = True
 object_type_id: str | int = "1"
+before_send: Hook | None = None
 transport: Transport | None = None  # where the default client sends (analytics_cio.testing.capture() sets it)
 
 default_client: Client | None = None
@@ -114,7 +130,7 @@ _SETTINGS = (
     "max_queue_size", "max_queue_bytes", "upload_size", "upload_interval", "gzip", "timeout", "max_retries",
     "retry_deadline", "shutdown_timeout", "proxies", "thread", "max_requests_per_second", "spool_path",
     "convert_timestamps", "screen_as", "device_token_event", "send_lifecycle_events", "email_as_id",
-    "object_type_id", "transport", "ca_certs",
+    "object_type_id", "transport", "ca_certs", "before_send", "write_key",
 )
 _lock = threading.Lock()
 _stale = False
@@ -273,8 +289,13 @@ def flush(timeout: float | None = None) -> bool:
 
     What a default client that a setting change replaced still holds counts too."""
     deadline = None if timeout is None else _monotonic() + timeout
-    done = _default().flush(timeout) if default_client is not None or site_id else True
+    done = _default().flush(timeout) if default_client is not None or site_id or write_key else True
     return done and _lifecycle.wait_retired(deadline)  # (not done: on a worker thread, which must not wait)
+
+
+# ``@analytics_cio.flush_after`` / ``@analytics_cio.flush_after(timeout=2)``: the default client's flush after
+# every call of the handler (see FlushAfter); the client is looked up at each flush, not when decorating.
+flush_after = _FlushAfter(lambda timeout: flush(timeout))
 
 
 def join() -> None:

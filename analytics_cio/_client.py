@@ -12,13 +12,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from . import _lifecycle, _message
+from . import _lifecycle, _message, _runtime
+from ._before_send import BeforeSend, Hook
 from ._delivery import deliver
 from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
+from ._flush_after import FlushAfter
 from ._limits import OP_BYTES, check_op, check_size
 from ._mapping import MappingOptions, is_disabled, map_message
 from ._message import Message
+from ._pipelines import PipelinesTransport
 from ._ratelimit import RateLimiter
 from ._regions import normalise_region
 from ._retry import RetryPolicy
@@ -94,7 +97,9 @@ class _Throttle:
 class Client:
     """A Customer.io client with the API of Segment's analytics-python ``Client``.
 
-    ``site_id`` and ``api_key`` are the workspace's Track API credentials. Calls return ``(ok, message)``
+    ``site_id`` and ``api_key`` are the workspace's Track API credentials: this client maps each message to
+    Track API operations. ``write_key`` (a Data Pipelines source's API key) sends the messages as they are to
+    Customer.io Data Pipelines instead, which maps them on its side. Calls return ``(ok, message)``
     at once; messages are mapped, batched and delivered by a background thread (or on the calling thread with
     ``sync_mode=True``). Every message that is not delivered is passed to ``on_error(exc, messages)``.
     See the README for every option.
@@ -133,11 +138,10 @@ class Client:
         object_type_id: str | int = "1",
         transport: Transport | None = None,
         ca_certs: str | None = None,
+        before_send: Hook | None = None,
+        write_key: str | None = None,
     ) -> None:
-        if send and transport is None:
-            for name, value in (("site_id", site_id), ("api_key", api_key)):
-                if not isinstance(value, str) or not value:
-                    raise ArgumentValueError(name, "is required (Customer.io > Settings > API Credentials)")
+        _check_credentials(site_id, api_key, write_key, required=send and transport is None)
         _check_positive_int("max_queue_size", max_queue_size)
         _check_positive_int("max_queue_bytes", max_queue_bytes)
         _check_positive_int("upload_size", upload_size)
@@ -162,10 +166,18 @@ class Client:
             raise ArgumentValueError("ca_certs", f"must be the path of a CA bundle file or directory, not {ca_certs!r}")
 
         self.site_id = site_id
+        self.write_key = write_key
+        self.host = host
+        self.gzip = gzip
+        self.timeout = timeout
         self.api_version = api_version
         self.on_error = on_error
         self.send = send
         self.sync_mode = sync_mode
+        # Where a background thread would starve (uWSGI without threads), calls send as with sync_mode.
+        self._threads_starve = send and _runtime.threads_starve()
+        if self._threads_starve and not sync_mode:
+            _runtime.warn_threads_starve()
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
         self._debug_held = debug  # released once, by the first shutdown() to finish: shutdown() may be repeated
@@ -181,6 +193,13 @@ class Client:
         )
         policy = RetryPolicy(max_retries=max_retries, deadline=retry_deadline)
         self._encode: Callable[[Any], bytes] = functools.partial(encode, convert_timestamps=convert_timestamps)
+        # Segment's spec keeps dates as ISO 8601 strings: Data Pipelines converts them itself.
+        self._encode_segment: Callable[[Any], bytes] = functools.partial(encode, convert_timestamps=False)
+        if transport is None and write_key is not None:
+            transport = PipelinesTransport(
+                write_key, encode=self._encode_segment, region=region, host=host, timeout=timeout, gzip=gzip,
+                proxies=proxies, ca_certs=ca_certs, rate_limiter=RateLimiter(max_requests_per_second),
+            )
         if transport is None:
             kind = RequestTransport if api_version == "v1" else BatchTransport
             options: dict[str, Any] = {}
@@ -212,6 +231,7 @@ class Client:
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_log = _Throttle(5.0)
+        self._before_send = BeforeSend(before_send) if before_send else None  # None, False: no hook
         _lifecycle.track(self)
 
     @property
@@ -223,7 +243,9 @@ class Client:
     def policy(self, policy: RetryPolicy) -> None:
         self._worker.policy = policy
 
-    def __repr__(self) -> str:  # neither credential appears: the site id only by its first characters
+    def __repr__(self) -> str:  # no credential appears: the site id only by its first characters
+        if self.write_key is not None and self.site_id is None:
+            return f"<analytics_cio.Client transport={self.transport!r}>"
         shown = f"{self.site_id[:4]}…" if self.site_id else self.site_id
         return f"<analytics_cio.Client site_id={shown!r} transport={self.transport!r}>"
 
@@ -384,9 +406,21 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued now; return once it is delivered or reported (True), or at ``timeout``."""
-        if self.sync_mode or not self.send:
-            return True
-        return self._worker.flush(timeout)
+        wait = self._start_flush()
+        return False if wait is None else wait(timeout)
+
+    def _start_flush(self) -> Callable[[float | None], bool] | None:
+        """Queue a flush now and return the wait for it, or None when it cannot happen (``Worker.start_flush``).
+        ``AsyncClient`` waits on a thread, in slices."""
+        if self._send_inline or not self.send:
+            return _delivered
+        return self._worker.start_flush()
+
+    @property
+    def flush_after(self) -> FlushAfter:
+        """``@client.flush_after`` or ``@client.flush_after(timeout=2)``: flush this client after every call of the
+        decorated handler (sync or async), for at most 5 s by default. See the README's serverless section."""
+        return FlushAfter(self.flush)
 
     def join(self) -> None:
         """Wait until everything queued is delivered or reported (``flush()`` without a timeout).
@@ -414,12 +448,12 @@ class Client:
                 return
             self._closed = True
         _lifecycle.forget(self)
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             self._worker.begin_close()
 
     def _finish_shutdown(self, deadline: float) -> bool:
         done = True
-        if self.send and not self.sync_mode:
+        if self.send and not self._send_inline:
             done = self._worker.finish_close(deadline)
         self.transport.close()
         with self._close_lock:
@@ -432,14 +466,31 @@ class Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """``shutdown()``: returns within ``shutdown_timeout`` (10 s by default) plus a moment, whatever the
+        server does; what is not delivered by then is reported. An exception from the block propagates."""
         self.shutdown()
+
+    @property
+    def _send_inline(self) -> bool:
+        """Calls send on the calling thread: ``sync_mode``, or a process where the worker's threads starve."""
+        return self.sync_mode or self._threads_starve
 
     @property
     def queue_size(self) -> int:
         """Messages and operations waiting to be delivered."""
         return self._worker.queued()
 
+    @property
+    def before_send_dropped(self) -> int:
+        """Messages ``before_send`` dropped on purpose (returned None for); they are not errors."""
+        return 0 if self._before_send is None else self._before_send.dropped
+
     def _enqueue(self, message: Message) -> Result:
+        if self._before_send is not None:
+            hooked = self._before_send(message)
+            if hooked is None:
+                return True, message
+            message = hooked
         if is_disabled(message["integrations"]):
             return True, message
         if self._closed:
@@ -447,7 +498,7 @@ class Client:
             return False, message
         if not self.send:
             return True, message
-        if self.sync_mode:
+        if self._send_inline:
             return self._send_now(message), message
         if self._worker.put(message):
             return True, message
@@ -464,7 +515,7 @@ class Client:
             failures.append(error)
             self._report(error, messages)
 
-        ops = self._prepare(message, report)
+        ops = self._prepare(message, report, queued=False)
         if not ops:
             return not failures
         deliver(self.transport, self.policy, ops, lambda error, wire: report(error, [message]), _sleep)
@@ -472,10 +523,12 @@ class Client:
 
     # -- the worker's side ---------------------------------------------------------------------------------
 
-    def _prepare(self, message: Message, report: Optional[Callable[[DeliveryError, Sequence[Message]], None]] = None
-                 ) -> list[WireOp]:
+    def _prepare(self, message: Message, report: Optional[Callable[[DeliveryError, Sequence[Message]], None]] = None,
+                 queued: bool = True) -> list[WireOp]:
         """Map a message to operations, encode each once, and set aside those that break a limit."""
         report = report or self._report
+        if getattr(self.transport, "segment", False):  # Data Pipelines: the message as it is, mapped by Customer.io
+            return self._prepare_segment(message, report, queued)
         mapped = map_message(message, self.mapping_options)
         for error in mapped.errors:
             report(error, [message])
@@ -492,6 +545,19 @@ class Client:
                 continue
             prepared.append(wire)
         return prepared
+
+    def _prepare_segment(self, message: Message, report: Callable[[DeliveryError, Sequence[Message]], None],
+                         queued: bool) -> list[WireOp]:
+        wire = self.transport.prepare(message, message)
+        problem = check_size(len(wire.data), self.transport.max_op_bytes, "message")
+        if problem is not None:
+            report(problem, [message])
+            return []
+        if queued:
+            # What waits in the queue is the message's own JSON: the dict is let go at once, and on_error gets it
+            # back decoded from the very bytes that were sent.
+            wire.compact(wire.data)
+        return [wire]
 
     def _report(self, error: DeliveryError, messages: Sequence[Message]) -> None:
         """Tell the log and ``on_error`` about undelivered messages; nothing ``on_error`` does escapes."""
@@ -521,9 +587,33 @@ def _identity(message: Any) -> Any:
     return id(message)
 
 
+def _delivered(timeout: float | None) -> bool:
+    return True
+
+
 def _sleep(seconds: float) -> bool:
     time.sleep(seconds)
     return True
+
+
+def _check_credentials(site_id: Any, api_key: Any, write_key: Any, required: bool) -> None:
+    """Track API credentials or a Data Pipelines write key, never both; with ``required``, one of them."""
+    if write_key is not None:
+        if not isinstance(write_key, str) or not write_key.strip():
+            raise ArgumentValueError("write_key", "must be a Data Pipelines API key (a non-empty string)")
+        if site_id is not None or api_key is not None:
+            raise ArgumentValueError(
+                "write_key", "give either write_key (Data Pipelines) or site_id and api_key (Track API), not both"
+            )
+        return
+    if not required:
+        return
+    for name, value in (("site_id", site_id), ("api_key", api_key)):
+        if not isinstance(value, str) or not value:
+            raise ArgumentValueError(
+                name, "is required (Customer.io > Settings > API Credentials); or give write_key=... alone to send "
+                "to Customer.io Data Pipelines",
+            )
 
 
 def _check_positive_int(name: str, value: Any) -> None:

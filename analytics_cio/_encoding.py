@@ -2,9 +2,11 @@
 
 The fast path hands the operation straight to the C encoder, with :func:`_values.scalar` as its ``default``
 hook for datetimes, Decimals and the like. It falls back to the full :func:`_values.clean` walk only when the
-C encoder cannot be trusted with the data: a NaN or infinity (JSON has none), a key or value with no JSON form,
-or (when timestamps are converted) a string that looks like an ISO-8601 date-time. Both paths give the same
-JSON for the same data.
+C encoder cannot be trusted with the data: a NaN or infinity (JSON has none), or a key or value with no JSON
+form. When timestamps are converted and the text holds a string that looks like an ISO-8601 date-time (every
+line of a Segment export does), a light walk converts those strings alone and the C encoder runs again; data
+of any other kind than JSON's own (and datetimes) takes the full walk. All paths give the same JSON for the
+same data.
 
 With the ``orjson`` extra installed the fast path uses it instead of the standard library's encoder (about five
 times faster on a typical event; benchmarks/README.md). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps
@@ -13,6 +15,7 @@ the standard library's, to compare the two.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -31,13 +34,80 @@ def _encoder(convert_timestamps: bool) -> Callable[[Any], str]:
     ).encode
 
 
+class _Unsure(Exception):
+    """A value the light walk leaves to :func:`_values.clean`."""
+
+
+_KEPT: Final = frozenset({int, float, bool, type(None), _values.Verbatim})
+
+
+def _dates_converted(value: Any, depth: int = 0) -> Any:
+    """``value`` with its ISO-8601 date-time strings as Unix seconds, as :func:`_values.clean` converts them;
+    containers without one are shared, not copied. Raises :class:`_Unsure` for anything but JSON's own types,
+    datetimes and dates, or past clean's depth: only clean knows what becomes of those."""
+    if depth >= _values.MAX_DEPTH:
+        raise _Unsure
+    kind = type(value)
+    if kind is dict:
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unsure
+            item_kind = type(item)
+            if item_kind is str:  # the common leaf, without a call
+                if len(item) < 16 or item[4] != "-":
+                    continue
+                parsed = _values.parse_iso_datetime(item)
+                if parsed is None:
+                    continue
+                new: Any = _values.to_unix(parsed)
+            elif item_kind in _KEPT:
+                continue
+            else:
+                new = _dates_converted(item, depth + 1)
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if kind is list or kind is tuple:
+        copied: list[Any] | None = None if kind is list else list(value)
+        for index, item in enumerate(value):
+            item_kind = type(item)
+            if item_kind in _KEPT or (item_kind is str and (len(item) < 16 or item[4] != "-")):
+                continue
+            new = _dates_converted(item, depth + 1)
+            if new is not item:
+                if copied is None:
+                    copied = list(value)
+                copied[index] = new
+        return value if copied is None else copied
+    if kind is str:
+        if len(value) >= 16:
+            parsed = _values.parse_iso_datetime(value)
+            if parsed is not None:
+                return _values.to_unix(parsed)
+        return value
+    if kind is dt.datetime or kind is dt.date:
+        return _values.to_unix(value)  # as the default hook would have made it
+    raise _Unsure
+
+
+def _convert_dates_then(encode_fast: Callable[[Any, bool], bytes], value: Any) -> bytes:
+    try:
+        converted = _dates_converted(value)
+    except (_Unsure, RecursionError):
+        return encode_clean(value, True)
+    return encode_fast(converted, False)
+
+
 def _stdlib_fast(value: Any, convert_timestamps: bool) -> bytes:
     try:
         text = _ENCODERS[convert_timestamps](value)
     except (ValueError, TypeError, RecursionError):
         return encode_clean(value, convert_timestamps)
     if convert_timestamps and _ISO_HINT.search(text) is not None:
-        return encode_clean(value, convert_timestamps)
+        return _convert_dates_then(_stdlib_fast, value)
     try:
         return text.encode()
     except UnicodeEncodeError:  # a lone surrogate: clean() drops the value holding it
@@ -50,7 +120,7 @@ def _orjson_fast(value: Any, convert_timestamps: bool) -> bytes:
     except (TypeError, ValueError, RecursionError):  # orjson.JSONEncodeError is a TypeError
         return encode_clean(value, convert_timestamps)
     if convert_timestamps and _ISO_HINT_BYTES.search(data) is not None:
-        return encode_clean(value, convert_timestamps)
+        return _convert_dates_then(_orjson_fast, value)
     # orjson's bytes keep the buffer it wrote into (1 KB at least): an exact copy keeps a queued op small.
     return memoryview(data).tobytes()
 

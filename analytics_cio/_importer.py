@@ -1,269 +1,91 @@
-"""``analytics-cio import FILE``: newline-delimited Segment messages (as Segment exports them) to Customer.io.
+"""``analytics-cio import``: Segment exports (newline-delimited messages) to Customer.io, resumably.
 
 One line is one message (``{"type": "track", "userId": ..., "event": ..., "timestamp": ...}``). A line that
 cannot be a message (invalid JSON, wrong types, an unknown type) is reported by its line number and skipped; it
 never stops the import. Every other line is delivered or rejected, and rejections are reported with Customer.io's
 reason, grouped in the summary.
 
-Resuming. Every ``checkpoint_every`` lines, a second thread waits until everything read up to that line is delivered
-or reported, then records the point (byte offset, line number, counts) in the checkpoint file, atomically; the
-reader goes on meanwhile, so Customer.io's answers never hold the file's reading up. An interrupted
-import (Ctrl-C, SIGTERM, a crash, a kill) resumes from the last checkpoint with ``--resume``. Lines after it may
-have been sent already; they are sent again, and Customer.io ignores the events a second time because each
-carries a ULID ``id`` derived from the line's ``messageId`` (the client derives one from any id that is not a ULID;
-a line without a ``messageId`` gets one derived from the line itself). Identifies, devices and objects are
-idempotent by nature.
+This module orchestrates; each concept has its own module below it: which files (``_import_files``), their
+lines (``_import_lines``), a line to the client (``_import_dispatch``), checkpoints (``_import_checkpoint``),
+counts (``_import_counts``) and what the user is told (``_import_report``).
+
+Resuming. At each checkpoint (every few seconds, or every ``checkpoint_every`` lines), a second thread waits
+until everything read up to that line is delivered or reported, then records the place (file, line, byte
+offset) and the counts in the checkpoint file; the reader goes on meanwhile, so Customer.io's answers never hold
+the reading up. An interrupted import (Ctrl-C, SIGTERM, a crash, a kill) resumes from the last checkpoint with
+``--resume``. Lines after it may have been sent already; they are sent again, and Customer.io ignores the events
+a second time because each carries a ULID ``id`` derived from the line's ``messageId`` (a line without one gets
+one derived from the line itself). Identifies, devices and objects are idempotent by nature.
+
+Several workers. With ``workers`` > 1, N processes each read every line and send those of the people that hash
+to them (:func:`~._import_dispatch.worker_of`), so one person's lines go through one worker in file order.
+Each worker owns its checkpoint; the parent owns none of them, and removes them all once every worker is done.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
-import datetime as dt
-import gzip
-import hashlib
 import json
+import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, Callable, TextIO
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, TextIO
 
-from dateutil.parser import isoparse
-
+from . import _import_checkpoint as checkpoints
 from ._client import Client
-from ._errors import ArgumentError, DeliveryError
-from ._mapping import is_disabled
-from ._ulid import derived_ulid
+from ._errors import ArgumentError, ArgumentTypeError, ArgumentValueError, DeliveryError
+from ._import_checkpoint import Checkpoint, CheckpointError
+from ._import_counts import ImportCounts
+from ._import_dispatch import Chunk, Dispatch, count_chunk, message_for, worker_of
+from ._import_files import fingerprint
+from ._import_lines import BLANK, BadLine, count_lines, decode, numbered_lines
+from ._import_report import SHOWN_PROBLEMS, Problems, Progress, place, summary, where
 
-CHECKPOINT_VERSION = 1
-SHOWN_PROBLEMS = 20  # bad lines printed as they happen; the rest only in the summary and the errors file
-_TYPES = ("identify", "track", "page", "screen", "group", "alias")
-
-
-class BadLine(Exception):
-    """A line that is not a usable Segment message. ``kind`` groups it in the summary."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        self.kind = kind
-        self.detail = detail
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-
-
-# -- one line to one call ------------------------------------------------------------------------------------
-
-
-def _timestamp(message: Mapping[str, Any]) -> dt.datetime | None:
-    # Segment's `timestamp` is the event time corrected for the device's clock; exports always carry it, older
-    # ones sometimes only the others.
-    for key in ("timestamp", "originalTimestamp", "sentAt", "receivedAt"):
-        value = message.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise BadLine(f"{key} is not a string", f"got {type(value).__name__}")
-        try:
-            # The C parser first; Python before 3.11 cannot read a "Z", and dateutil reads what it cannot.
-            parsed = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-        except ValueError:
-            try:
-                parsed = isoparse(value)
-            except ValueError:
-                raise BadLine(f"{key} is not an ISO-8601 date-time", repr(value[:60])) from None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)
-    return None
-
-
-def _field(message: Mapping[str, Any], camel: str, snake: str) -> Any:
-    return message[camel] if camel in message else message.get(snake)
-
-
-def call_for(message: Any, raw: bytes) -> tuple[str, dict[str, Any]]:
-    """The client method and keyword arguments that reproduce a Segment message."""
-    if not isinstance(message, dict):
-        raise BadLine("not a JSON object", f"got {type(message).__name__}")
-    kind = message.get("type")
-    if not isinstance(kind, str) or kind.lower() not in _TYPES:
-        raise BadLine("unknown or missing type", repr(kind)[:60])
-    kind = kind.lower()
-    timestamp = _timestamp(message)
-    message_id = _field(message, "messageId", "message_id")
-    if isinstance(message_id, bool) or not isinstance(message_id, (str, int)) or message_id == "":
-        # No usable id: one derived from the line itself, so that --resume sends the line under the same id.
-        ms = int(timestamp.timestamp() * 1000) if timestamp is not None else 0
-        message_id = derived_ulid(ms, raw.strip())
-    common: dict[str, Any] = {
-        "user_id": _field(message, "userId", "user_id"),
-        "context": message.get("context"),
-        "timestamp": timestamp,
-        "integrations": message.get("integrations"),
-        "message_id": message_id,
-    }
-    if kind != "alias":
-        common["anonymous_id"] = _field(message, "anonymousId", "anonymous_id")
-    if kind == "identify":
-        traits = message.get("traits")
-        context = message.get("context")
-        if traits is None and isinstance(context, dict):
-            traits = context.get("traits")  # analytics.js also puts them here
-        return kind, {**common, "traits": traits}
-    if kind == "track":
-        return kind, {**common, "event": message.get("event"), "properties": message.get("properties")}
-    if kind in ("page", "screen"):
-        return kind, {**common, "name": message.get("name"), "category": message.get("category"),
-                      "properties": message.get("properties")}
-    if kind == "group":
-        return kind, {**common, "group_id": _field(message, "groupId", "group_id"), "traits": message.get("traits")}
-    return kind, {**common, "previous_id": _field(message, "previousId", "previous_id")}
-
-
-# -- the checkpoint ------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Counts:
-    delivered: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    bad: int = 0
-    reasons: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # reason -> [count, first lines...]
-
-    @property
-    def lines(self) -> int:
-        return self.delivered + self.rejected + self.skipped + self.bad
-
-    def note(self, reason: str, line: int) -> None:
-        entry = self.reasons.setdefault(reason, [0])
-        entry[0] += 1
-        if len(entry) <= 3:
-            entry.append(line)
-
-
-def _fingerprint(path: str) -> str:
-    """What identifies the file: a hash of its first 64 KiB (the file may grow; it must not change)."""
-    with _open(path) as handle:
-        return hashlib.sha256(handle.read(65536)).hexdigest()
-
-
-def _open(path: str) -> IO[bytes]:
-    """The file's bytes; Segment's exports to S3 come gzipped (``.gz``)."""
-    if path.endswith(".gz"):
-        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
-
-
-def read_checkpoint(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data: dict[str, Any] = json.load(handle)
-    if data.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} is not a checkpoint of this version of analytics-cio")
-    return data
-
-
-def write_checkpoint(path: str, data: Mapping[str, Any]) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-# -- progress ------------------------------------------------------------------------------------------------
-
-
-class Progress:
-    """A tqdm bar when tqdm is installed and stderr is a terminal; else a line every 10% (of a long file)."""
-
-    def __init__(self, total: int, mode: str, stream: TextIO) -> None:
-        self.stream = stream
-        self.total = max(total, 1)
-        self.done = 0
-        self._next_tenth = 1
-        self._bar: Any = None
-        if mode == "none":
-            self.mode = "none"
-            return
-        if mode in ("auto", "bar"):
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                if mode == "bar":
-                    print("analytics-cio: tqdm is not installed (pip install 'analytics-cio[progress]'); "
-                          "showing plain progress", file=stream)
-            else:
-                if mode == "bar" or stream.isatty():
-                    self._bar = tqdm(total=total, unit=" lines", unit_scale=True, file=stream, dynamic_ncols=True)
-        # A short file needs no progress lines (an explicit --progress plain still gets them).
-        quiet = mode == "auto" and total < 10_000
-        self.mode = "bar" if self._bar is not None else "none" if quiet else "plain"
-
-    def advance_to(self, done: int) -> None:
-        if done <= self.done:
-            return
-        if self._bar is not None:
-            self._bar.update(done - self.done)
-        self.done = done
-        if self.mode == "plain" and self.done * 10 >= self._next_tenth * self.total:
-            self._next_tenth = self.done * 10 // self.total + 1
-            print(f"  {self.done:,} / {self.total:,} lines ({self.done * 100 // self.total}%)", file=self.stream,
-                  flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
-def count_lines(path: str) -> int:
-    lines = 0
-    last = b"\n"
-    with _open(path) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
-
-
-# -- the import ----------------------------------------------------------------------------------------------
+OnError = Callable[[DeliveryError, Sequence[Any]], None]
+MakeClient = Callable[[OnError], Client]
+# (on_error, share of the request budget) -> a client; with N workers each builds one with a share of 1/N.
+# Picklable when workers > 1: each worker process builds its own client.
+ClientFactory = Callable[[OnError, float], Client]
 
 
 @dataclasses.dataclass
 class ImportOptions:
-    path: str
+    """What the ``import`` command was asked. ``files`` are the files to read, in order (already expanded)."""
+
+    files: list[str]
     checkpoint: str
     resume: bool = False
     restart: bool = False
-    checkpoint_every: int = 5000
+    checkpoint_every: int | None = None  # lines; None: by time only
+    checkpoint_seconds: float = 5.0
     progress: str = "auto"
     errors_path: str | None = None
     dry_run: bool = False
+    workers: int = 1
+
+    @property
+    def what(self) -> str:
+        return self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"
 
 
 class Interrupted(Exception):
-    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+    """SIGTERM (or the parent process gone), raised in the main thread like Ctrl-C's KeyboardInterrupt."""
 
 
-@dataclasses.dataclass
-class Chunk:
-    """The lines between two checkpoints, until every one of them is delivered or reported."""
-
-    lines: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # message id -> lines sent with it
-    rejected: dict[int, str] = dataclasses.field(default_factory=dict)  # line -> its first reason
-    bad: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, kind)
-    skipped: int = 0
-    next_line: int = 1  # where a resumed import starts once this chunk is settled
-    offset: int = 0
+# -- one worker ----------------------------------------------------------------------------------------------
 
 
 class Importer:
-    """Reads the file and calls the client on this thread; a second thread settles and checkpoints.
+    """One worker: reads the files and hands its lines to the client on this thread; a second thread settles
+    chunks and writes this worker's checkpoint.
 
-    The reader never waits for Customer.io: at each checkpoint it hands the chunk it read to the settling
-    thread, which waits for the client's flush (everything queued before it delivered or reported), counts the
-    chunk and writes the checkpoint, while the reader goes on. At most two chunks wait at a time.
+    The reader never waits for Customer.io: at each checkpoint it closes the chunk it read, and the settling
+    thread waits for the client's flush (everything queued before it delivered or reported), counts the chunk
+    and saves the checkpoint, while the reader goes on. At most two chunks wait at a time.
 
     ``make_client(on_error)`` builds the client. With ``dry_run_out``, the client must use a
     :class:`~analytics_cio.testing.CaptureTransport` in sync mode: each line's operations are written there.
@@ -271,186 +93,136 @@ class Importer:
 
     MAX_WAITING = 2
 
-    def __init__(self, options: ImportOptions, make_client: Callable[[Callable[..., Any]], Client],
-                 out: TextIO, err: TextIO, dry_run_out: TextIO | None = None) -> None:
+    def __init__(self, options: ImportOptions, make_client: MakeClient, err: TextIO, *, worker: int = 0,
+                 start: Checkpoint | None = None, fingerprints: Sequence[str] = (),
+                 dry_run_out: TextIO | None = None, on_progress: Callable[[int], None] | None = None) -> None:
         self.options = options
-        self.out = out
-        self.err = err
+        self.worker = worker
         self.dry_run_out = dry_run_out
-        self.counts = Counts()
-        self.shown = 0
-        self._lock = threading.Condition()
-        self._chunk = Chunk()
-        self._waiting: collections.deque[Chunk] = collections.deque()  # read, not yet settled
+        files = options.files
+        self.start = start or Checkpoint([], worker, options.workers, 0, 1, 0, ImportCounts())
+        self.start.files = [(os.path.abspath(path), print_) for path, print_ in zip(files, fingerprints)]
+        self.counts = self.start.counts
+        resumed = start is not None and (start.file_index, start.next_line) != (0, 1)
+        self.problems = Problems(err, options.errors_path, shown=SHOWN_PROBLEMS if resumed else 0)
+        self.on_progress = on_progress
+        self.dispatch = Dispatch(make_client)
+        self.client = self.dispatch.client
         self._finished = False  # the reader is done: settle what is left, then stop
         self._stopping = False  # interrupted: settle nothing more
         self._failure: BaseException | None = None  # what stopped the settling thread
-        self._fingerprint = ""
-        self._errors_file: TextIO | None = None
-        self.client = make_client(self._on_error)
+        self.lines_read = 0
 
-    def _on_error(self, error: DeliveryError, messages: Sequence[Any]) -> None:
-        """Called by the client (on its worker thread) for every message it could not deliver."""
-        reason = str(error)
-        with self._lock:
-            chunks = [*self._waiting, self._chunk]
-            for message in messages:
-                message_id = message.get("messageId")
-                for chunk in chunks:
-                    lines = chunk.lines.get(message_id)
-                    if lines:
-                        for line in lines:
-                            chunk.rejected.setdefault(line, reason)
-                        break
-
-    # -- the reader (main thread)
-
-    def run(self) -> int:
-        options = self.options
-        self._fingerprint = _fingerprint(options.path)
-        start = self._resume()
-        if start is None:
-            return 2
-        next_line, offset = start
-        progress = Progress(count_lines(options.path), options.progress, self.err)
-        progress.advance_to(next_line - 1)
-        if options.errors_path:
-            self._errors_file = open(options.errors_path, "a" if next_line > 1 else "w", encoding="utf-8")  # noqa: SIM115
+    def run(self) -> ImportCounts:
+        """Import from the start checkpoint to the end; raises KeyboardInterrupt or :class:`Interrupted`."""
         settler = threading.Thread(target=self._settle_chunks, name="analytics-cio-import", daemon=True)
         settler.start()
-        started = time.monotonic()
-        line_number = next_line - 1
         try:
-            with _sigterm_as_interrupt(), _open(options.path) as handle:
-                handle.seek(offset)
-                in_chunk = 0
-                for raw in handle:
-                    line_number += 1
-                    offset += len(raw)
-                    self._one_line(line_number, raw)
-                    in_chunk += 1
-                    if in_chunk >= options.checkpoint_every:
-                        self._close_chunk(line_number + 1, offset)
-                        in_chunk = 0
-                    if line_number & 1023 == 0:
-                        progress.advance_to(line_number)
-                self._close_chunk(line_number + 1, offset, last=True)
-                settler.join()
-                if self._failure is not None:
-                    raise RuntimeError(f"the import stopped: {self._failure!r}") from self._failure
-                progress.advance_to(line_number)
-        except (KeyboardInterrupt, Interrupted):
-            progress.close()
-            return self._interrupted(line_number)
+            self._read()
+            settler.join()
+            if self._failure is not None:
+                raise RuntimeError(f"the import stopped: {self._failure!r}") from self._failure
+        except BaseException:
+            with self.dispatch.lock:
+                self._stopping = True
+                self.dispatch.lock.notify_all()
+            with contextlib.suppress(KeyboardInterrupt, Interrupted):
+                # What was read after the last checkpoint may or may not have been sent: --resume sends it
+                # again (Customer.io ignores the repeated events by their id). Give what is in flight a moment.
+                self.client.shutdown(timeout=2)
+            raise
         finally:
-            progress.close()
-            if self._errors_file is not None:
-                self._errors_file.close()
+            self.problems.close()
         self.client.shutdown()
-        if not options.dry_run:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(options.checkpoint)
-        self._summary(time.monotonic() - started)
-        return 1 if self.counts.rejected or self.counts.bad else 0
+        return self.counts
 
-    def _resume(self) -> tuple[int, int] | None:
-        """Where to start: (line number, byte offset); None when the checkpoint forbids starting."""
-        options = self.options
-        if options.dry_run:
-            return 1, 0
-        if not os.path.exists(options.checkpoint):
-            if options.resume:
-                print(f"note: no checkpoint at {options.checkpoint}: starting at the beginning", file=self.err)
-            return 1, 0
-        if not options.resume and not options.restart:
-            print(f"error: {options.checkpoint} holds the checkpoint of an interrupted import of this file: "
-                  "pass --resume to continue it, or --restart to start over", file=self.err)
-            return None
-        if options.restart:
-            os.remove(options.checkpoint)
-            return 1, 0
-        state = read_checkpoint(options.checkpoint)
-        if state.get("fingerprint") != self._fingerprint:
-            print(f"error: {options.path} is not the file {options.checkpoint} was made for (its beginning "
-                  "changed): pass --restart to start over", file=self.err)
-            return None
-        saved = state["counts"]
-        self.counts = Counts(saved["delivered"], saved["rejected"], saved["skipped"], saved["bad"],
-                             {reason: list(entry) for reason, entry in saved["reasons"].items()})
-        self.shown = SHOWN_PROBLEMS  # the earlier run showed its share
-        print(f"Resuming {options.path} at line {state['next_line']:,} "
-              f"({self.counts.lines:,} message{'' if self.counts.lines == 1 else 's'} already settled)", file=self.err)
-        return int(state["next_line"]), int(state["offset"])
+    def _read(self) -> None:
+        options, dispatch, start = self.options, self.dispatch, self.start
+        files, worker, workers = options.files, self.worker, options.workers
+        every = options.checkpoint_every or 1 << 62
+        seconds = options.checkpoint_seconds
+        parent = os.getppid() if workers > 1 else None
+        dispatch.current.file_index = start.file_index
+        line, offset = start.next_line, start.offset
+        ticks = 0
+        for file_index in range(start.file_index, len(files)):
+            if file_index != start.file_index:
+                line, offset = 1, 0
+            in_chunk = 0
+            due = time.monotonic() + seconds
+            for line, offset, raw in numbered_lines(files[file_index], offset, line):  # noqa: B020
+                in_chunk += 1
+                if in_chunk & 255 == 0:  # a checkpoint before this line?
+                    self.lines_read += 256
+                    ticks += 1
+                    if in_chunk >= every or time.monotonic() >= due:
+                        self._close_chunk(file_index, line, offset - len(raw))
+                        in_chunk = 0
+                        due = time.monotonic() + seconds
+                    if ticks & 15 == 0:
+                        self._tick(parent)
+                try:
+                    decoded = decode(raw)
+                except BadLine as problem:
+                    if line % workers == worker:
+                        self._bad(file_index, line, problem)
+                    continue
+                if decoded is BLANK or (workers > 1 and worker_of(decoded, line, workers) != worker):
+                    continue
+                try:
+                    message = message_for(decoded, raw)
+                except BadLine as problem:
+                    self._bad(file_index, line, problem)
+                except ArgumentError as problem:
+                    self._bad(file_index, line, BadLine("wrong argument", str(problem)))
+                else:
+                    before = self._captured()
+                    dispatch.send(line, message)
+                    if self.dry_run_out is not None:
+                        for op, _ in self.client.transport.sent(before):  # type: ignore[attr-defined]
+                            self.dry_run_out.write(json.dumps(op, ensure_ascii=False) + "\n")
+            self.lines_read += in_chunk & 255
+            if file_index < len(files) - 1:
+                self._close_chunk(file_index + 1, 1, 0)
+            else:
+                self._close_chunk(file_index, line + 1, offset, last=True)
+        self._tick(parent)
 
-    def _one_line(self, line_number: int, raw: bytes) -> None:
-        if not raw.strip():
-            return
-        try:
-            try:
-                parsed = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise BadLine("not UTF-8", f"byte {exc.start + 1}") from None
-            except json.JSONDecodeError as exc:
-                # json's own texts may end in "at" ("Unterminated string starting at"): say it once
-                where = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg
-                raise BadLine("invalid JSON", f"{where} at character {exc.pos + 1}") from None
-            method, arguments = call_for(parsed, raw)
-        except BadLine as exc:
-            self._bad(line_number, exc)
-            return
-        integrations = arguments.get("integrations")
-        if isinstance(integrations, dict) and is_disabled(integrations):
-            self._chunk.skipped += 1
-            return
-        message_id = arguments["message_id"]
-        with self._lock:  # before the call: the worker may report the message before the call returns
-            self._chunk.lines.setdefault(message_id, []).append(line_number)
-        before = self._captured()
-        try:
-            getattr(self.client, method)(**arguments)
-        except ArgumentError as exc:
-            with self._lock:
-                lines = self._chunk.lines[message_id]
-                lines.remove(line_number)
-                if not lines:
-                    del self._chunk.lines[message_id]
-            self._bad(line_number, BadLine("wrong argument", str(exc)))
-            return
-        if self.dry_run_out is not None:
-            for op, _ in self.client.transport.sent(before):  # type: ignore[attr-defined]
-                self.dry_run_out.write(json.dumps(op, ensure_ascii=False) + "\n")
+    def _tick(self, parent: int | None) -> None:
+        self._check_parent(parent)
+        if self.on_progress is not None:
+            self.on_progress(self.lines_read)
+
+    @staticmethod
+    def _check_parent(parent: int | None) -> None:
+        if parent is not None and os.getppid() != parent:
+            raise Interrupted  # the parent is gone (killed): stop as if told to
 
     def _captured(self) -> int:
         count: Callable[[], int] | None = getattr(self.client.transport, "count", None)
         return count() if count is not None and self.dry_run_out is not None else 0
 
-    def _bad(self, line_number: int, problem: BadLine) -> None:
-        self._chunk.bad.append((line_number, problem.kind))
-        self._problem(line_number, "bad", str(problem))
+    def _bad(self, file_index: int, line: int, problem: BadLine) -> None:
+        self.dispatch.bad(line, problem.kind)
+        self._report(file_index, line, "bad", str(problem))
 
-    def _problem(self, line_number: int, kind: str, reason: str) -> None:
-        with self._lock:
-            if self.shown < SHOWN_PROBLEMS:
-                self.shown += 1
-                print(f"line {line_number}: {reason}", file=self.err, flush=True)
-                if self.shown == SHOWN_PROBLEMS:
-                    where = "the errors file" if self._errors_file is not None else "--errors FILE"
-                    print(f"(further problems: see the summary, and {where} for every line)", file=self.err)
-            if self._errors_file is not None:
-                self._errors_file.write(json.dumps({"line": line_number, "kind": kind, "reason": reason}) + "\n")
+    def _report(self, file_index: int, line: int, kind: str, reason: str) -> None:
+        files = self.options.files
+        self.problems.report(where(files, file_index, line), line, kind, reason,
+                             files[file_index] if len(files) > 1 else None)
 
-    def _close_chunk(self, next_line: int, offset: int, *, last: bool = False) -> None:
+    def _close_chunk(self, next_file: int, next_line: int, offset: int, *, last: bool = False) -> None:
         """Hand the chunk read so far to the settling thread (waiting while two are already waiting)."""
-        with self._lock:
-            while len(self._waiting) >= self.MAX_WAITING and not last and self._failure is None:
-                self._lock.wait(0.5)
+        lock = self.dispatch.lock
+        parent = os.getppid() if self.options.workers > 1 else None
+        with lock:
+            while len(self.dispatch.waiting) >= self.MAX_WAITING and self._failure is None:
+                lock.wait(0.5)
+                self._check_parent(parent)
             if self._failure is not None:
                 raise RuntimeError(f"the import stopped: {self._failure!r}") from self._failure
-            chunk, self._chunk = self._chunk, Chunk()
-            chunk.next_line, chunk.offset = next_line, offset
-            self._waiting.append(chunk)
             self._finished = last
-            self._lock.notify_all()
+        self.dispatch.close_chunk(next_file, next_line, offset, last=last)
 
     # -- the settling thread
 
@@ -458,116 +230,349 @@ class Importer:
         try:
             self._settle_until_done()
         except BaseException as exc:  # e.g. the checkpoint cannot be written: the reader must not wait forever
-            with self._lock:
+            with self.dispatch.lock:
                 self._failure = exc
                 self._stopping = True
-                self._lock.notify_all()
+                self.dispatch.lock.notify_all()
 
     def _settle_until_done(self) -> None:
+        lock = self.dispatch.lock
         while True:
-            with self._lock:
-                while not self._waiting and not self._finished:
-                    self._lock.wait()
-                if not self._waiting or self._stopping:
+            with lock:
+                while not self.dispatch.waiting and not self._finished and not self._stopping:
+                    lock.wait()
+                if not self.dispatch.waiting or self._stopping:
                     return
-                ready = len(self._waiting)
+                ready = len(self.dispatch.waiting)
             # The flush is queued behind every message of the `ready` chunks: once it returns, each of them is
-            # delivered or was reported to _on_error.
+            # delivered or was reported to on_error.
             self.client.flush()
-            with self._lock:
+            with lock:
                 if self._stopping:
                     return
-                chunks = [self._waiting.popleft() for _ in range(ready)]
-                self._lock.notify_all()
+            chunks = self.dispatch.take(ready)
             for chunk in chunks:
                 self._count(chunk)
             self._save(chunks[-1])
 
     def _count(self, chunk: Chunk) -> None:
-        counts = self.counts
-        counts.skipped += chunk.skipped
-        for line, kind in chunk.bad:
-            counts.bad += 1
-            counts.note(f"bad line: {kind}", line)
-        for line in sorted(line for lines in chunk.lines.values() for line in lines):
-            reason = chunk.rejected.get(line)
-            if reason is None:
-                counts.delivered += 1
-            else:
-                counts.rejected += 1
-                counts.note(reason[:200], line)
-                self._problem(line, "rejected", reason)
+        files, index = self.options.files, chunk.file_index
+        count_chunk(chunk, self.counts, lambda line: place(files, index, line),
+                    lambda line, reason: self._report(index, line, "rejected", reason))
 
     def _save(self, chunk: Chunk) -> None:
         if self.options.dry_run:
             return
-        write_checkpoint(self.options.checkpoint, {
-            "version": CHECKPOINT_VERSION,
-            "file": os.path.abspath(self.options.path),
-            "fingerprint": self._fingerprint,
-            "next_line": chunk.next_line,
-            "offset": chunk.offset,
-            "counts": dataclasses.asdict(self.counts),
-            "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        state = self.start
+        state.file_index, state.next_line, state.offset = chunk.next_file, chunk.next_line, chunk.offset
+        state.counts, state.done = self.counts, chunk.last
+        checkpoints.write(checkpoints.path_for(self.options.checkpoint, self.worker, self.options.workers), state)
 
-    # -- the end
 
-    def _interrupted(self, line_number: int) -> int:
-        # What was read after the last checkpoint may or may not have been sent: --resume sends it again
-        # (Customer.io ignores the repeated events by their id). Give what is in flight a moment, no more.
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        with contextlib.suppress(KeyboardInterrupt, Interrupted):
-            self.client.shutdown(timeout=2)
-        if self.options.dry_run:
-            print(f"\nInterrupted at line {line_number:,}.", file=self.err)
-        elif os.path.exists(self.options.checkpoint):
-            state = read_checkpoint(self.options.checkpoint)
-            print(f"\nInterrupted at line {line_number:,}; lines before {state['next_line']:,} are settled "
-                  f"({self.options.checkpoint}). Run the same command with --resume to continue.", file=self.err)
+# -- the whole import ----------------------------------------------------------------------------------------
+
+
+def run_import(options: ImportOptions, make_client: ClientFactory, out: TextIO, err: TextIO,
+               dry_run_out: TextIO | None = None) -> int:
+    """The ``import`` command: resume policy, one worker here or N processes, the summary. Its exit status."""
+    files = options.files
+    fingerprints = [fingerprint(path) for path in files]
+    starts = _starts(options, fingerprints, err)
+    if starts is None:
+        return 2
+    per_file = [count_lines(path) for path in files] if options.progress != "none" else [0] * len(files)
+    progress = Progress(sum(per_file), options.progress, err)
+    bases = [_lines_before(per_file, start) for start in starts]
+    if options.errors_path and all(start is None for start in starts):
+        open(options.errors_path, "w").close()  # a fresh import: a fresh errors file, which each worker appends to
+    progress.advance_to(min(bases))
+    started = time.monotonic()
+    interrupted = False
+    try:
+        if options.workers == 1:
+            counts, interrupted = _one_worker(options, make_client, err, starts[0], fingerprints, dry_run_out,
+                                              lambda read: progress.advance_to(bases[0] + read))
         else:
-            print(f"\nInterrupted at line {line_number:,}, before the first checkpoint: run the same command again "
-                  "to start over.", file=self.err)
+            counts, interrupted = _many_workers(options, make_client, starts, fingerprints, progress, bases)
+    finally:
+        progress.close()
+    if interrupted:
+        _say_interrupted(options, err)
         return 130
+    if not options.dry_run:
+        checkpoints.remove(options.checkpoint)
+    summary(counts, options.what, time.monotonic() - started, err if options.dry_run else out,
+            dry_run=options.dry_run, single_file=len(files) == 1)
+    return 1 if counts.rejected or counts.bad else 0
 
-    def _summary(self, seconds: float) -> None:
-        counts = self.counts
-        dry = self.options.dry_run
-        out = self.err if dry else self.out  # a dry run's stdout is the operations
-        print(f"{'Checked' if dry else 'Imported'} {self.options.path}: {counts.lines:,} "
-              f"message{'' if counts.lines == 1 else 's'} in {seconds:.1f}s", file=out)
-        rows = [
-            ("would be delivered" if dry else "delivered", counts.delivered, True),
-            ("would be rejected" if dry else "rejected", counts.rejected, True),
-            ("skipped (integrations turn Customer.io off)", counts.skipped, False),
-            ("bad lines (not sent)", counts.bad, True),
-        ]
-        for label, number, always in rows:
-            if number or always:
-                print(f"  {number:>10,}  {label}", file=out)
-        if counts.reasons:
-            print("Reasons:", file=out)
-            for reason, (number, *lines) in sorted(counts.reasons.items(), key=lambda item: -item[1][0]):
-                more = ", ..." if number > len(lines) else ""
-                which = f"line{'' if number == 1 else 's'} {', '.join(map(str, lines))}{more}"
-                print(f"  {number:>10,}  {reason} ({which})", file=out)
+
+def _lines_before(per_file: Sequence[int], start: Checkpoint | None) -> int:
+    if start is None:
+        return 0
+    return sum(per_file[:start.file_index]) + start.next_line - 1
+
+
+def _starts(options: ImportOptions, fingerprints: Sequence[str], err: TextIO) -> list[Checkpoint | None] | None:
+    """Each worker's checkpoint to resume from (None: the beginning); None when the checkpoints forbid starting."""
+    workers, base = options.workers, options.checkpoint
+    fresh: list[Checkpoint | None] = [None] * workers
+    if options.dry_run:
+        return fresh
+    found = checkpoints.existing(base)
+    if not found:
+        if options.resume:
+            print(f"note: no checkpoint at {base}: starting at the beginning", file=err)
+        return fresh
+    if not options.resume and not options.restart:
+        print(f"error: {found[0]} holds the checkpoint of an interrupted import of this file: pass --resume to "
+              "continue it, or --restart to start over", file=err)
+        return None
+    if options.restart:
+        checkpoints.remove(base)
+        return fresh
+    files = [(os.path.abspath(path), print_) for path, print_ in zip(options.files, fingerprints)]
+    try:
+        states = [(path, checkpoints.read(path)) for path in found]
+        for path, state in states:
+            if state.workers != workers:
+                raise CheckpointError(f"{path} was written by an import with --workers {state.workers}: pass "
+                                      f"--workers {state.workers} to resume it, or --restart to start over")
+            checkpoints.check_files(state, files, path)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=err)
+        return None
+    for _, state in states:
+        fresh[state.worker] = state
+    settled = sum(state.counts.lines for _, state in states)
+    plural = "" if settled == 1 else "s"
+    if workers == 1:
+        state = states[0][1]
+        print(f"Resuming {options.files[state.file_index]} at line {state.next_line:,} ({settled:,} "
+              f"message{plural} already settled)", file=err)
+    else:
+        print(f"Resuming {options.what} with {workers} workers ({settled:,} message{plural} already settled)",
+              file=err)
+    return fresh
+
+
+def _one_worker(options: ImportOptions, make_client: ClientFactory, err: TextIO, start: Checkpoint | None,
+                fingerprints: Sequence[str], dry_run_out: TextIO | None, on_progress: Callable[[int], None],
+                worker: int = 0) -> tuple[ImportCounts, bool]:
+    """(counts, interrupted) of one worker run on this process's main thread."""
+    if start is not None and start.done:
+        return start.counts, False
+    share = 1.0 / options.workers
+    importer = Importer(options, lambda on_error: make_client(on_error, share), err, worker=worker, start=start,
+                        fingerprints=fingerprints, dry_run_out=dry_run_out, on_progress=on_progress)
+    try:
+        with _signals_interrupt():
+            return importer.run(), False
+    except (KeyboardInterrupt, Interrupted):
+        return importer.counts, True
+
+
+def _worker_main(options: ImportOptions, make_client: ClientFactory, worker: int, start: Checkpoint | None,
+                 fingerprints: Sequence[str], results: Any, read: Any) -> None:
+    """A worker process (spawned): its share of the import; its outcome on ``results``."""
+    import sys
+
+    def on_progress(lines: int) -> None:
+        read[worker] = lines
+
+    try:
+        counts, interrupted = _one_worker(options, make_client, sys.stderr, start, fingerprints, None, on_progress,
+                                          worker)
+        results.put((worker, counts.to_json(), "interrupted" if interrupted else "done"))
+    except BaseException as exc:
+        results.put((worker, None, f"failed: {exc!r}"))
+
+
+def _many_workers(options: ImportOptions, make_client: ClientFactory, starts: Sequence[Checkpoint | None],
+                  fingerprints: Sequence[str], progress: Progress, bases: Sequence[int]) -> tuple[ImportCounts, bool]:
+    """Run ``options.workers`` worker processes and sum their counts; (counts, interrupted)."""
+    # Spawned, not forked: a fork copies whatever threads and locks this process holds (a client built by the
+    # application, a logging handler mid-write), and the child must build its own client anyway. Spawning
+    # costs a fresh interpreter per worker, a fraction of a second against an import of minutes.
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    read = context.Array("q", options.workers, lock=False)
+    processes = [context.Process(target=_worker_main, name=f"analytics-cio-import-{worker + 1}",
+                                 args=(options, make_client, worker, starts[worker], fingerprints, results, read))
+                 for worker in range(options.workers)]
+    outcomes: dict[int, tuple[ImportCounts | None, str]] = {}
+    interrupted = False
+    with _signals_interrupt():
+        try:
+            for process in processes:
+                process.start()
+            outcomes.update(_collect(processes, results, lambda: progress.advance_to(
+                min(base + read[worker] for worker, base in enumerate(bases)))))
+        except (KeyboardInterrupt, Interrupted):
+            interrupted = True
+            for process in processes:  # each stops as Ctrl-C stops one worker, its checkpoint kept
+                if process.pid is not None and process.is_alive():
+                    with contextlib.suppress(OSError):
+                        os.kill(process.pid, signal.SIGTERM)
+            with _signals_ignored():
+                outcomes.update(_collect(processes, results, lambda: None))
+    total = ImportCounts()
+    failures = []
+    for worker in range(options.workers):
+        counts, status = outcomes.get(worker, (None, "ended without a word (killed?)"))
+        if counts is not None:
+            total += counts
+        if status == "interrupted" or counts is None:
+            interrupted = True
+        if status not in ("done", "interrupted"):
+            failures.append(f"worker {worker + 1}: {status}")
+    if failures:
+        raise RuntimeError(f"the import stopped: {'; '.join(failures)}")
+    return total, interrupted
+
+
+def _collect(processes: Sequence[Any], results: Any, tick: Callable[[], None]
+             ) -> dict[int, tuple[ImportCounts | None, str]]:
+    """The outcomes the workers report, until each has reported or ended."""
+    import queue
+
+    outcomes: dict[int, tuple[ImportCounts | None, str]] = {}
+    while len(outcomes) < len(processes):
+        try:
+            worker, counts, status = results.get(timeout=0.2)
+        except queue.Empty:
+            tick()
+            if not any(process.is_alive() for process in processes):
+                with contextlib.suppress(queue.Empty):
+                    while True:  # what a worker put just before it ended
+                        worker, counts, status = results.get(timeout=0.2)
+                        outcomes[worker] = (None if counts is None else ImportCounts.from_json(counts), status)
+                break
+            continue
+        outcomes[worker] = (None if counts is None else ImportCounts.from_json(counts), status)
+    for process in processes:
+        process.join()
+    return outcomes
+
+
+def _say_interrupted(options: ImportOptions, err: TextIO) -> None:
+    if options.dry_run:
+        print("\nInterrupted.", file=err)
+        return
+    found = checkpoints.existing(options.checkpoint)
+    if not found:
+        print("\nInterrupted before the first checkpoint: run the same command again to start over.", file=err)
+    elif options.workers == 1:
+        state = checkpoints.read(found[0])
+        print(f"\nInterrupted; lines before line {state.next_line:,} of {options.files[state.file_index]} are "
+              f"settled ({found[0]}). Run the same command with --resume to continue.", file=err)
+    else:
+        print(f"\nInterrupted; each worker's place is saved ({', '.join(found)}). Run the same command with "
+              "--resume to continue.", file=err)
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the import as Ctrl-C does (so the checkpoint is kept and the summary printed)."""
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM stops the import as Ctrl-C does (the checkpoints kept, the summary printed); once stopping, a
+    second signal does not interrupt the stop."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise Interrupted
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGINT, interrupt), signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+# -- one partition (for distributed engines) -----------------------------------------------------------------
+
+
+def import_partition(items: Iterable[bytes | str | Mapping[str, Any]], client: Client, *,
+                     settle_every: int = 100_000) -> ImportCounts:
+    """Import one partition of an export through ``client`` and return what became of it.
+
+    ``items`` are lines (``bytes`` or ``str``, as read from an export) or decoded Segment messages (dicts, as
+    JSON has them: timestamps as ISO-8601 strings). Each is checked and sent as ``analytics-cio import`` sends a
+    line; an item that is not a usable message is counted as bad, never raised. Returns once every item is
+    delivered or reported: the counts say how many were delivered, rejected (with Customer.io's reasons),
+    skipped and bad; places in them are the items' positions in the partition, from 1.
+
+    Safe to re-run: each event's id derives from its message, so a partition imported twice (a retried task)
+    stores each event once. The client stays open (the caller owns it); its ``on_error`` is still called.
+    Every ``settle_every`` items the import waits for Customer.io's answers, which bounds the memory it keeps.
+    """
+    if not isinstance(client, Client):
+        raise ArgumentTypeError("client", f"must be an analytics_cio.Client, not {type(client).__name__}")
+    if isinstance(settle_every, bool) or not isinstance(settle_every, int) or settle_every < 1:
+        raise ArgumentValueError("settle_every", f"must be a positive number of items, not {settle_every!r}")
+    counts = ImportCounts()
+    previous = client.on_error
+
+    def hook(on_error: OnError) -> Client:
+        def both(error: DeliveryError, messages: Sequence[Any]) -> None:
+            on_error(error, messages)
+            if previous is not None:
+                previous(error, messages)
+
+        client.on_error = both
+        return client
+
+    dispatch = Dispatch(hook)
+    try:
+        index = 0
+        for index, item in enumerate(items, 1):
+            _import_item(dispatch, index, item)
+            if index % settle_every == 0:
+                _settle(dispatch, counts)
+        _settle(dispatch, counts)
+    finally:
+        client.on_error = previous
+    return counts
+
+
+def _import_item(dispatch: Dispatch, index: int, item: Any) -> None:
+    try:
+        if isinstance(item, (bytes, str)):
+            raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else item
+            decoded = decode(raw)
+            if decoded is BLANK:
+                return
+        elif isinstance(item, Mapping):
+            decoded = dict(item)
+            raw = json.dumps(decoded, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "replace")
+        else:
+            raise BadLine("neither a line nor a message", f"got {type(item).__name__}")
+        message = message_for(decoded, raw)
+    except BadLine as problem:
+        dispatch.bad(index, problem.kind)
+    except ArgumentError:
+        dispatch.bad(index, "wrong argument")
+    else:
+        dispatch.send(index, message)
+
+
+def _settle(dispatch: Dispatch, counts: ImportCounts) -> None:
+    dispatch.close_chunk(0, 0, 0)
+    dispatch.client.flush()
+    for chunk in dispatch.take(len(dispatch.waiting)):
+        count_chunk(chunk, counts, lambda line: f"#{line}")

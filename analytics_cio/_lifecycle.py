@@ -7,7 +7,9 @@
   then runs its after-fork hooks).
 - billiard's pool workers (Celery prefork) call ``os._exit`` from inside their run loop, past every finalizer;
   only the pool's ``on_process_exit`` hook runs, which Celery turns into its ``worker_process_shutdown`` signal.
-  That, and anything else (RQ, a Lambda handler), calls :func:`shutdown_all` itself (``contrib.celery``).
+  That, and anything else (a Lambda handler), calls :func:`shutdown_all` itself (``contrib.celery``).
+- RQ's work horses end with ``os._exit`` right after their job: ``contrib.rq``'s worker calls :func:`flush_all`
+  after each job.
 
 The set of live clients is owned here; clients add themselves when built and leave when shut down. So is the set
 of shutdowns running on threads of their own (:func:`retire`: the default client a module setting replaced):
@@ -23,6 +25,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,20 +85,55 @@ def shutdown_all(timeout: float | None = None) -> bool:
     runtime freezes the process.
     """
     clients = [client for client in list(_live) if not client._closed]
-    if not clients:
-        return wait_retired(None if timeout is None else time.monotonic() + timeout)
-    total = timeout if timeout is not None else max(client.shutdown_timeout for client in clients)
+    total = timeout if timeout is not None else max((client.shutdown_timeout for client in clients), default=None)
+    deadline = None if total is None else time.monotonic() + total
+    done = shutdown_clients(clients, total)
+    return wait_retired(deadline) and done
+
+
+def shutdown_clients(clients: Iterable[Client], timeout: float | None = None) -> bool:
+    """:func:`shutdown_all` for the given clients only."""
+    open_clients = [client for client in clients if not client._closed]
+    if not open_clients:
+        return True
+    total = timeout if timeout is not None else max(client.shutdown_timeout for client in open_clients)
     deadline = time.monotonic() + total
-    for client in clients:
+    for client in open_clients:
         client._begin_shutdown()
     done = True
-    for client in clients:
+    for client in open_clients:
         try:
             done = client._finish_shutdown(deadline) and done
         except Exception:
             logger.exception("analytics_cio: shutting a client down failed")
             done = False
-    return wait_retired(deadline) and done
+    return done
+
+
+def flush_all(timeout: float | None = None) -> bool:
+    """Flush every client of this process that holds something, bounded by ``timeout`` seconds in total.
+
+    For the end of a unit of work in a process that may end without warning (a Celery task, an RQ job). A
+    client with nothing queued costs a counter read: no thread is started, nothing waits. True when everything
+    queued was delivered or reported in time.
+    """
+    return flush_clients(list(_live), timeout)
+
+
+def flush_clients(clients: Iterable[Client], timeout: float | None = None) -> bool:
+    """:func:`flush_all` for the given clients only."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    for client in clients:
+        if client._closed or client.queue_size == 0:
+            continue
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            done = client.flush(left) and done
+        except Exception:
+            logger.exception("analytics_cio: flushing a client failed")
+            done = False
+    return done
 
 
 def _at_exit() -> None:

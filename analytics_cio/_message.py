@@ -8,12 +8,13 @@ later changes to them cannot change what is sent.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import numbers
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Callable, Final, TypeVar
 
-from ._errors import ArgumentTypeError, ArgumentValueError
+from ._errors import ArgumentError, ArgumentTypeError, ArgumentValueError
 from ._ulid import new_ulid
 from ._values import scalar
 from ._version import __version__
@@ -25,6 +26,7 @@ _IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), dt.datetime, d
 # Deeper than this, a structure is refused at the call (it is most likely one that contains itself): copying it
 # would exhaust the interpreter's recursion limit. What passes is encoded whole (_values.MAX_DEPTH is deeper).
 SNAPSHOT_MAX_DEPTH: Final = 200
+_T = TypeVar("_T")
 
 
 class _TooDeep(Exception):
@@ -130,7 +132,8 @@ def _guess_timezone(value: dt.datetime) -> dt.datetime:
 _last_second: tuple[int, str] = (-1, "")
 
 
-def _timestamp(value: Any) -> str:
+def format_timestamp(value: Any) -> str:
+    """A call's timestamp as every message carries it: UTC, milliseconds, a "Z"; now when it is None."""
     global _last_second
     if value is None:
         millis = time.time_ns() // 1_000_000
@@ -179,7 +182,7 @@ def build(
         "userId": user,
         "anonymousId": anonymous,
         "messageId": message_id or new_ulid(),
-        "timestamp": _timestamp(timestamp),
+        "timestamp": format_timestamp(timestamp),
         "context": copied_context,
         "integrations": optional_dict("integrations", integrations) or {},
     }
@@ -189,3 +192,58 @@ def build(
 def properties(name: str, value: Any) -> dict[str, Any]:
     """A snapshot of a traits or properties argument; ``{}`` when it was not given."""
     return optional_dict(name, value) or {}
+
+
+_DICT_FIELDS: Final = ("context", "integrations", "properties", "traits")
+_ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
+_TEXT_FIELDS: Final = ("event", "name", "category")
+
+
+def checked(returned: Any, original: Message) -> Message:
+    """What a ``before_send`` hook returned, checked as the builder checks arguments, and snapshotted.
+
+    The hook may scrub, add or change fields, but the result must still be a message of the original's type:
+    a dict, ``type`` unchanged, a non-empty string ``messageId``, ``timestamp`` a string or a datetime, ids
+    strings or numbers, ``context``/``integrations``/``properties``/``traits`` dicts (None or missing: ``{}``),
+    a track's ``event`` a non-empty string. Raises ``ArgumentError`` naming ``before_send`` and the field.
+    """
+    if not isinstance(returned, Mapping):
+        raise ArgumentTypeError("before_send", f"must return a message dict or None, not {type(returned).__name__}")
+    try:
+        message: Message = snapshot(dict(returned))
+    except (_TooDeep, RecursionError):
+        raise ArgumentValueError("before_send", "returned a message that contains itself or is nested too deep") \
+            from None
+    kind = original["type"]
+    if message.get("type") != kind:
+        raise ArgumentValueError("before_send", f"returned a message whose 'type' is not {kind!r}: a hook cannot "
+                                                "change what a message is")
+    message_id = message.get("messageId")
+    if not isinstance(message_id, str) or not message_id:
+        raise ArgumentValueError("before_send", "returned a message whose 'messageId' is not a non-empty string")
+    stamp = message.get("timestamp")
+    if stamp is None:
+        raise ArgumentValueError("before_send", "returned a message without a 'timestamp'")
+    if not isinstance(stamp, str):
+        message["timestamp"] = _restated(functools.partial(format_timestamp, stamp))
+    for key in _ID_FIELDS:
+        if key in message:
+            message[key] = _restated(functools.partial(identity, key, message[key]))
+    for key in _DICT_FIELDS:
+        if key in original or key in message:
+            message[key] = _restated(functools.partial(optional_dict, key, message.get(key))) or {}
+    for key in _TEXT_FIELDS:
+        if key in original or key in message:
+            required = kind == "track" and key == "event"
+            message[key] = _restated(functools.partial(text, key, message.get(key), required))
+    return message
+
+
+def _restated(check: Callable[[], _T]) -> _T:
+    """``check()``, with its ArgumentError restated as the hook's: the hook, not the caller, set the field."""
+    try:
+        return check()
+    except ArgumentError as exc:
+        problem = str(exc)[len(exc.argument) + 2:]
+        kind = ArgumentTypeError if isinstance(exc, TypeError) else ArgumentValueError
+        raise kind("before_send", f"returned a message whose {exc.argument!r} {problem}") from None

@@ -1,4 +1,4 @@
-"""Customer.io's data-centre regions and their Track API hosts."""
+"""Customer.io's data-centre regions and their hosts: the Track API's and Data Pipelines'."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Final
 from ._errors import ArgumentValueError
 
 HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
+PIPELINES_HOSTS: Final = {"us": "https://cdp.customer.io", "eu": "https://cdp-eu.customer.io"}
 
 
 def normalise_region(region: Any) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import math
+import random
 import time
 from typing import Final
-
-import backoff
 
 # Customer.io documents no 429, but its Node client retries 408/429/5xx and honours Retry-After; so do we.
 # 501 (not implemented) and 505 (HTTP version) will not change on a retry.
@@ -60,7 +59,9 @@ class RetryPolicy:
     def delay(self, attempt: int, elapsed: float, retry_after: float | None = None) -> float | None:
         if attempt >= self.max_retries:
             return None
-        wait = backoff.full_jitter(min(self.max_backoff, self.backoff_factor * (2.0**attempt)))
+        # Full jitter, as backoff.full_jitter computes it: importing backoff would import asyncio (about 6 MB of
+        # memory in every process that sends) for this one line.
+        wait = random.uniform(0, min(self.max_backoff, self.backoff_factor * (2.0**attempt)))
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         if elapsed + wait > self.deadline:

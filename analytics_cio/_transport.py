@@ -79,10 +79,16 @@ class WireOp:
         self._message = encoded
 
     @property
+    def is_compact(self) -> bool:
+        """Whether the message is held as JSON already."""
+        return isinstance(self._message, bytes)
+
+    @property
     def size(self) -> int:
-        """Bytes this operation holds: its data, and its message when compact."""
+        """Bytes this operation holds: its data, and its message when compact (unless that is the data itself, as
+        a Data Pipelines message is)."""
         held = self._message
-        return len(self.data) + (len(held) if isinstance(held, bytes) else 0)
+        return len(self.data) + (len(held) if isinstance(held, bytes) and held is not self.data else 0)
 
     def __repr__(self) -> str:
         return f"WireOp({self.method} {self.path or 'batch item'}, {len(self.data)} bytes)"
@@ -140,6 +146,8 @@ def error_reason(status: int, body: bytes, redact: Callable[[str], str] = str) -
     parts: list[str] = []
     field = None
     if isinstance(parsed, Mapping):
+        if isinstance(parsed.get("message"), str):  # Data Pipelines: {"code": ..., "message": ...}
+            parts.append(parsed["message"])
         meta = parsed.get("meta")
         if isinstance(meta, Mapping):
             if isinstance(meta.get("error"), str):

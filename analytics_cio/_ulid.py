@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import random
@@ -11,7 +10,6 @@ import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # two base-32 digits (10 bits) per lookup
-_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 _ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 # A private generator: the application may seed the global `random` (tests often do), which would make two
@@ -25,19 +23,29 @@ _last_ms = -1
 _last_prefix = ""
 
 
+def _time_part(ms: int) -> str:
+    """48 bits of milliseconds as ULID's first 10 characters."""
+    p = _PAIRS
+    return p[(ms >> 40) & 1023] + p[(ms >> 30) & 1023] + p[(ms >> 20) & 1023] + p[(ms >> 10) & 1023] + p[ms & 1023]
+
+
+def _other_part(r: int) -> str:
+    """80 bits as ULID's last 16 characters."""
+    p = _PAIRS
+    return (
+        p[r >> 70] + p[(r >> 60) & 1023] + p[(r >> 50) & 1023] + p[(r >> 40) & 1023]
+        + p[(r >> 30) & 1023] + p[(r >> 20) & 1023] + p[(r >> 10) & 1023] + p[r & 1023]
+    )
+
+
 def new_ulid() -> str:
     """A new ULID: 48 bits of milliseconds since the epoch, then 80 random bits, 26 characters."""
     global _last_ms, _last_prefix
     ms = time.time_ns() // 1_000_000
     if ms != _last_ms:  # the 10-character time prefix changes at most once a millisecond
-        _last_prefix = "".join([_PAIRS[(ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0)])
+        _last_prefix = _time_part(ms)
         _last_ms = ms
-    r = _getrandbits(80)
-    p = _PAIRS
-    return (
-        _last_prefix + p[r >> 70] + p[(r >> 60) & 1023] + p[(r >> 50) & 1023] + p[(r >> 40) & 1023]
-        + p[(r >> 30) & 1023] + p[(r >> 20) & 1023] + p[(r >> 10) & 1023] + p[r & 1023]
-    )
+    return _last_prefix + _other_part(_getrandbits(80))
 
 
 def is_ulid(value: object) -> bool:
@@ -48,6 +56,5 @@ def is_ulid(value: object) -> bool:
 def derived_ulid(milliseconds: int, seed: bytes) -> str:
     """A ULID that is always the same for the same ``seed`` and time: the time part is ``milliseconds`` (clamped
     to ULID's 48 bits), the other 80 bits are the first 80 bits of the SHA-256 of ``seed``."""
-    value = (max(0, min(milliseconds, 2**48 - 1)) << 80) | int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
-    # 160 bits in RFC 4648 base 32 are 32 digits; the last 26 are the 128-bit value, as ULIDs spell it.
-    return base64.b32encode(value.to_bytes(20, "big"))[6:].decode("ascii").translate(_TO_CROCKFORD)
+    ms = max(0, min(milliseconds, 2**48 - 1))
+    return _time_part(ms) + _other_part(int.from_bytes(hashlib.sha256(seed).digest()[:10], "big"))

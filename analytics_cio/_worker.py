@@ -29,6 +29,7 @@ taking every op that is not settled, the batch in flight included, and reports i
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import threading
@@ -170,16 +171,23 @@ class Worker:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver or report everything queued so far; False at ``timeout``, after close, or on a worker thread."""
+        wait = self.start_flush()
+        return False if wait is None else wait(timeout)
+
+    def start_flush(self) -> Callable[[float | None], bool] | None:
+        """Queue a flush now; return the wait for it: ``wait(timeout)`` is True once everything queued before
+        the flush is settled, and may be called again (in slices, by an awaiting thread). None: no flush can
+        happen (closed, or called on a worker thread)."""
         if self._pid != os.getpid():
             self._reset_after_fork()
         if self._closed or _on_worker_thread():
-            return False  # a worker thread cannot wait for itself (on_error calling flush)
+            return None  # a worker thread cannot wait for itself (on_error calling flush)
         marker = Marker()
         self._flushes += 1
         self._enqueue_marker(marker)
         if self._threads is None and not self._start():
-            return self._work_inline(marker, timeout)
-        return marker.done.wait(timeout)
+            return functools.partial(self._work_inline, marker)
+        return marker.done.wait
 
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued, then stop for good. Returns within ``timeout`` (plus a moment) even when a
@@ -326,7 +334,7 @@ class Worker:
                 prepared = self.prepare(item)
                 if not prepared:
                     continue
-                if compacting:
+                if compacting and not prepared[0].is_compact:
                     compact = self.compact(item)
                     for op in prepared:
                         op.compact(compact)

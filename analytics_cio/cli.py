@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -198,20 +199,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the device owner's id")
     remove.add_argument("--token", required=True, help="the APNs or FCM device token to remove")
 
-    importing = command("import", "send a file of Segment messages (newline-delimited JSON, as Segment exports "
+    importing = command("import", "send Segment exports (newline-delimited JSON messages, as Segment exports "
                                   "them; .gz too)")
-    importing.add_argument("file", help="the NDJSON file")
+    importing.add_argument("file", nargs="+",
+                           help="NDJSON files (.gz too), globs, or directories (Segment's S3 archive layout)")
     importing.add_argument("--resume", action="store_true", help="continue an interrupted import from its checkpoint")
     importing.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
-    importing.add_argument("--checkpoint", help="the checkpoint file (default: FILE.checkpoint)")
-    importing.add_argument("--checkpoint-every", type=int, default=5000, metavar="LINES",
-                           help="lines between checkpoints (default 5000)")
+    importing.add_argument("--checkpoint", help="the checkpoint file (default: FILE.checkpoint for one file, else "
+                                                "analytics-cio-import-HASH.checkpoint here)")
+    importing.add_argument("--checkpoint-seconds", type=float, default=5.0, metavar="SECONDS",
+                           help="seconds between checkpoints (default 5)")
+    importing.add_argument("--checkpoint-every", type=int, metavar="LINES",
+                           help="also checkpoint after this many lines (default: by time only)")
+    importing.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="N processes, each sending the lines of its share of the people, with 1/N of "
+                                "--rate (default 1)")
     importing.add_argument("--errors", dest="errors_path", metavar="PATH",
                            help="write every bad or rejected line (line number, reason) to PATH as JSON lines")
     importing.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
                            help="a tqdm bar when installed and on a terminal (auto), else a line every 10%%")
     importing.add_argument("--rate", type=float, default=100.0, metavar="REQUESTS_PER_S",
-                           help="at most this many requests a second (default 100; 0: no limit)")
+                           help="at most this many requests a second, all workers together (default 100; 0: no "
+                                "limit)")
 
     serve = command("serve", "run a local Customer.io (Track API v1/v2) in the foreground", parents=())
     serve.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -328,30 +337,53 @@ def run_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def run_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._importer import Importer, ImportOptions
+@dataclasses.dataclass(frozen=True)
+class _ImportClients:
+    """Builds an import's client (one per worker process: picklable), with its share of the request budget."""
 
-    if not os.path.isfile(args.file):
-        raise UsageError(f"no such file: {args.file}")
+    args: argparse.Namespace
+
+    def __call__(self, on_error: Callable[[DeliveryError, Sequence[Any]], Any], share: float) -> Client:
+        args = self.args
+        if args.dry_run:
+            return _client_for(args, on_error, sync=True)
+        return _client_for(args, on_error, sync=False, upload_interval=0.2,
+                           max_requests_per_second=args.rate * share if args.rate > 0 else None)
+
+
+def run_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ._import_files import expand
+    from ._importer import ImportOptions
+    from ._importer import run_import as run
+
     if args.resume and args.restart:
         raise UsageError("--resume and --restart contradict each other")
-    if args.checkpoint_every < 1:
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError("--checkpoint-every must be at least 1")
+    if not args.checkpoint_seconds > 0:
+        raise UsageError("--checkpoint-seconds must be more than 0")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    try:
+        files = expand(args.file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.dry_run and (not args.site_id or not args.api_key):
+        _client_for(args, lambda error, messages: None, sync=True)  # says which credentials are missing
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        if len(args.file) == 1 and os.path.isfile(args.file[0]):
+            checkpoint = f"{args.file[0]}.checkpoint"
+        else:
+            named = hashlib.sha256("\0".join(os.path.abspath(path) for path in args.file).encode()).hexdigest()
+            checkpoint = f"analytics-cio-import-{named[:12]}.checkpoint"
     options = ImportOptions(
-        path=args.file, checkpoint=args.checkpoint or f"{args.file}.checkpoint", resume=args.resume,
-        restart=args.restart, checkpoint_every=args.checkpoint_every, progress=args.progress,
+        files=files, checkpoint=checkpoint, resume=args.resume, restart=args.restart,
+        checkpoint_every=args.checkpoint_every, checkpoint_seconds=args.checkpoint_seconds, progress=args.progress,
         errors_path=args.errors_path, dry_run=args.dry_run,
+        workers=1 if args.dry_run else args.workers,  # a dry run prints every operation, in order, from one process
     )
-    client_options: dict[str, Any] = {} if args.dry_run else {
-        "max_requests_per_second": args.rate if args.rate > 0 else None,
-        "upload_interval": 0.2,
-    }
-
-    def make_client(on_error: Callable[..., Any]) -> Client:
-        return _client_for(args, on_error, sync=args.dry_run, **client_options)
-
-    importer = Importer(options, make_client, out, err, dry_run_out=out if args.dry_run else None)
-    return importer.run()
+    return run(options, _ImportClients(args), out, err, dry_run_out=out if args.dry_run else None)
 
 
 def run_serve(args: argparse.Namespace, out: TextIO) -> int:

@@ -7,6 +7,7 @@ one. It prints one line ``RESULT_JSON {...}`` on stdout; libraries may log whate
 Libraries (``--libs`` names):
     cio-v2      analytics_cio.Client(api_version="v2")  (this project; imported from the repository)
     cio-v1      analytics_cio.Client(api_version="v1")  (request-rate limit lifted for the throughput run)
+    cio-pipelines  analytics_cio.Client(write_key=...)  (Data Pipelines, /v1/batch: the same wire as cdp)
     segment     segment.analytics.Client           (segment-analytics-python 2.x)
     cdp         customerio.analytics.Client        (customerio-cdp-analytics, Segment fork for CDP)
     customerio  customerio.CustomerIO              (synchronous Track API v1 client, http:// patched)
@@ -39,7 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 SITE_ID = "bench-site-id"
 API_KEY = "bench-api-key"
 WRITE_KEY = "bench-write-key"
-ALL_LIBS = ("cio-v2", "cio-v2-stdlib", "cio-v1", "segment", "cdp", "customerio")
+ALL_LIBS = ("cio-v2", "cio-v2-stdlib", "cio-v1", "cio-pipelines", "segment", "cdp", "customerio")
 RESULT_PREFIX = "RESULT_JSON "
 
 # -- workload --------------------------------------------------------------------------------------------
@@ -321,10 +322,31 @@ class AnalyticsCioStdlibJsonAdapter(AnalyticsCioAdapter):
         super().__init__(url, on_error, mode)
 
 
+class AnalyticsCioPipelinesAdapter(SegmentApiAdapter):
+    """This project's client sending to Customer.io Data Pipelines (``write_key``), default settings otherwise."""
+
+    name = "cio-pipelines"
+
+    def __init__(self, url: str, on_error: Callable[[Any, Any], None], mode: str) -> None:
+        super().__init__(url, on_error, mode)
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        try:
+            self.module = importlib.import_module("analytics_cio")
+            self.client = self.module.Client(write_key=WRITE_KEY, host=url, on_error=on_error)
+        except Exception as exc:
+            raise LibraryUnavailable(f"analytics_cio has no Data Pipelines client here: {exc!r}") from exc
+        self.settings = {"write_key": "bench", "host": url, "on_error": "counted", "other": "defaults"}
+
+    def version(self) -> str:
+        return str(getattr(self.module, "__version__", "") or "checkout")
+
+
 ADAPTERS: dict[str, type[Adapter]] = {
     "cio-v2": AnalyticsCioAdapter,
     "cio-v2-stdlib": AnalyticsCioStdlibJsonAdapter,
     "cio-v1": AnalyticsCioV1Adapter,
+    "cio-pipelines": AnalyticsCioPipelinesAdapter,
     "segment": SegmentAdapter,
     "cdp": CdpAdapter,
     "customerio": CustomerIOAdapter,

@@ -21,7 +21,7 @@ from _harness import ALL_LIBS, add_common_arguments, announce, markdown_table, p
 from fast_server import FastServer
 
 DEFAULT_JSON = str(Path(__file__).resolve().parent / "results" / "latest.json")
-BASELINE = "segment"
+BASELINES = ("segment", "cdp")  # a ratio table against each one that ran
 
 
 def _per_event(value: Optional[float], events: int) -> Optional[float]:
@@ -128,10 +128,17 @@ def render(rows: list[dict[str, Any]], errors: dict[str, str]) -> str:
             "\n* synchronous client (one HTTP request per call on the caller's thread), fewer calls: "
             "per-call and per-event columns compare directly, totals do not."
         )
-    base = next((row for row in rows if row["lib"] == BASELINE), None)
-    others = [row for row in rows if row is not base]
+    for baseline in BASELINES:
+        out += _ratios(rows, baseline)
+    return "\n".join(out)
+
+
+def _ratios(rows: list[dict[str, Any]], baseline: str) -> list[str]:
+    out: list[str] = []
+    base = next((row for row in rows if row["lib"] == baseline), None)
+    others = [row for row in rows if row is not base and not (baseline == "cdp" and row["lib"] == "segment")]
     if base is not None and others:
-        out.append(f"\nRatios against {BASELINE} (below 1x is better, except events/s):")
+        out.append(f"\nRatios against {baseline} (below 1x is better, except events/s):")
         ratio_rows = [
             [
                 row["lib"],
@@ -150,7 +157,7 @@ def render(rows: list[dict[str, Any]], errors: dict[str, str]) -> str:
             "wire bytes/event", "peak RSS",
         ]  # fmt: skip
         out.append(markdown_table(ratio_headers, ratio_rows))
-    return "\n".join(out)
+    return out
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import socket
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
@@ -11,6 +13,8 @@ import pytest
 import analytics_cio
 from analytics_cio import Client, DeliveryError
 from analytics_cio.testing._server import LocalCustomerIO
+
+from ._raw import CLOSE, RawServer, Request
 
 SITE_ID = "test-site"
 API_KEY = "test-secret-api-key-9f8e7d"
@@ -77,3 +81,18 @@ def facade(server: LocalCustomerIO, errors: Errors) -> Iterator[Any]:
     analytics_cio.shutdown(timeout=5)
     for name, value in saved.items():
         setattr(analytics_cio, name, value)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[RawServer]:
+    """A server that reads every request and never answers (until the test ends)."""
+    release = threading.Event()
+
+    def never_answer(request: Request, conn: socket.socket) -> bytes:
+        release.wait(60)
+        return CLOSE
+
+    server = RawServer(never_answer)
+    yield server
+    release.set()
+    server.close()

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from analytics_cio import Client
-from analytics_cio._importer import call_for
-from analytics_cio._mapping import is_disabled
+from analytics_cio._import_dispatch import Dispatch, message_for
 from analytics_cio.testing._recorded import RecordedRequest
 from analytics_cio.testing._server import LocalCustomerIO
 
@@ -77,9 +76,7 @@ def run_message(server: LocalCustomerIO, client: Client, errors: Errors, message
     problems: list[str] = []
     raw = json.dumps(message).encode()
     try:
-        method, arguments = call_for(message, raw)
-        if not (isinstance(arguments.get("integrations"), dict) and is_disabled(arguments["integrations"])):
-            getattr(client, method)(**arguments)
+        Dispatch(lambda on_error: client).send(1, message_for(message, raw))
     except Exception as exc:  # the importer's bad line (BadLine) or the call's ArgumentError
         problems.append(f"{type(exc).__name__}: {exc}")
     assert client.flush(timeout=10)

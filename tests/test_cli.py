@@ -314,8 +314,10 @@ def test_import_refuses_to_start_over_a_checkpoint_silently(cio: LocalCustomerIO
     export = tmp_path / "export.ndjson"
     shutil.copy(SEGMENT_EXPORT, export)
     checkpoint = tmp_path / "export.ndjson.checkpoint"
-    checkpoint.write_text(json.dumps({"version": 1, "fingerprint": "something else", "next_line": 3, "offset": 10,
-                                      "counts": {}}))
+    counts = {"delivered": 2, "rejected": 0, "skipped": 0, "bad": 0, "reasons": {}, "examples": {}}
+    checkpoint.write_text(json.dumps({"version": 2, "files": [{"path": str(export), "fingerprint": "something else"}],
+                                      "worker": 0, "workers": 1, "file_index": 0, "next_line": 3, "offset": 10,
+                                      "counts": counts}))
     code, _, err = send(cio, "import", str(export))
     assert code == 2 and "--resume" in err and "--restart" in err
     code, _, err = send(cio, "import", str(export), "--resume")

@@ -170,3 +170,30 @@ def test_django_project_delivers_when_the_process_exits(cio: LocalCustomerIO, en
     assert [e["name"] for e in cio.state.events()] == ["Signed Up"]
     check = run_example("manage.py", "check", env=environment, cwd=EXAMPLES / "django_project")
     assert check.returncode == 0 and "analytics_cio.W001" not in check.stderr
+
+
+def test_fastapi_app(cio: LocalCustomerIO, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    for key, value in environment.items():
+        if key.startswith("CUSTOMERIO_"):
+            monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("example_fastapi_app", EXAMPLES / "fastapi_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with TestClient(module.app) as client:  # runs the lifespan: the AsyncClient is built, then shut down
+        response = client.post("/signup", json={"email": "ada@example.com", "plan": "pro"})
+        assert response.status_code == 201
+        user_id = response.json()["id"]
+        assert client.post("/signup", json={}).status_code == 400
+        assert client.post("/account/delete", json={"email": "ada@example.com"}).json() == {"delivered": True}
+        assert [e["name"] for e in cio.state.events()] == ["Signed Up", "Account Deleted"]
+        analytics = module.app.state.analytics
+        analytics.track(user_id, "Logged Out")  # queued; only the shutdown at the lifespan's end delivers it
+    assert analytics.client.flush() is False  # shut down
+    person = cio.state.person(user_id)
+    assert person is not None and person["attributes"] == {"email": "ada@example.com", "plan": "pro"}
+    assert [e["name"] for e in person["events"]] == ["Signed Up", "Account Deleted", "Logged Out"]

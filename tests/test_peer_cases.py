@@ -2,8 +2,8 @@
 
 ``../shared/reference/peer-cases/`` holds the test cases of Segment's Customer.io (Actions) destination and of
 RudderStack's Customer.io destination: a raw Segment message in, the exact Customer.io requests out. Each input
-goes through the importer's raw-message path (``call_for``, then the client call) with the case's client options,
-against the local Customer.io; what reached it is compared with what the peer sends.
+goes through the importer's raw-message path (``message_for``, then the client's queue) with the case's client
+options, against the local Customer.io; what reached it is compared with what the peer sends.
 
 Before comparing, what is only a matter of form is normalised: key order, ``2`` vs ``2.0``, an empty
 ``attributes``/``data`` object vs none, a DELETE's ``null`` body vs none. Then each deliberate difference is

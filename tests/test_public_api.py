@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 import analytics_cio
-from analytics_cio import Client
+from analytics_cio import AsyncClient, Client
 
 # analytics-python 2.x's parameters, in order, every default None (api.md).
 SEGMENT_SIGNATURES = {
@@ -38,7 +38,7 @@ def test_all_is_exactly_the_public_surface() -> None:
 @pytest.mark.parametrize("name", sorted(SEGMENT_SIGNATURES))
 def test_calls_have_analytics_pythons_signature(name: str) -> None:
     expected = SEGMENT_SIGNATURES[name]
-    for function in (getattr(analytics_cio, name), getattr(Client, name)):
+    for function in (getattr(analytics_cio, name), getattr(Client, name), getattr(AsyncClient, name)):
         parameters = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
         assert [p.name for p in parameters] == expected
         assert all(p.default is None for p in parameters)
@@ -50,6 +50,20 @@ def test_facade_twins_match_the_client() -> None:
         facade = inspect.signature(getattr(analytics_cio, name)).parameters
         method = [p for p in inspect.signature(getattr(Client, name)).parameters if p != "self"]
         assert list(facade) == method
+
+
+def test_async_client_twins_match_the_client() -> None:
+    assert inspect.signature(AsyncClient) == inspect.signature(Client)
+    for name in ("register_device", "remove_device", "flush", "shutdown"):
+        assert inspect.signature(getattr(AsyncClient, name)) == inspect.signature(getattr(Client, name)), name
+    assert inspect.iscoroutinefunction(AsyncClient.flush) and inspect.iscoroutinefunction(AsyncClient.shutdown)
+
+
+def test_flush_after_is_on_the_module_and_the_client() -> None:
+    assert analytics_cio.flush_after.timeout == 5.0
+    client = Client(send=False)
+    assert client.flush_after(timeout=2).timeout == 2.0
+    client.shutdown()
 
 
 def test_every_setting_is_a_client_option() -> None:

@@ -2,8 +2,9 @@
 
 - :func:`capture` / :class:`Captured` (and the pytest fixture ``cio_capture``): what the client would send, as
   Segment messages and as Customer.io operations, with no network.
-- :class:`LocalCustomerIO` (and ``analytics-cio serve``): a real HTTP server implementing the Track API on
-  127.0.0.1, keeping what it receives in memory and showing it at ``GET /`` and ``GET /_state``.
+- :class:`LocalCustomerIO` (and ``analytics-cio serve``): a real HTTP server implementing the Track API (and
+  Data Pipelines' ``/v1/batch``) on 127.0.0.1, keeping what it receives in memory and showing it at ``GET /``
+  and ``GET /_state``.
 
 The names are imported on first use: the pytest plugin lives in this package, and pytest loads it in every run
 wherever analytics-cio is installed, so importing the package must not import the client or an HTTP server.
@@ -15,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._capture import Captured, CaptureTransport, People, capture
+    from ._capture import Captured, CaptureTransport, People, PipelinesCaptureTransport, capture
     from ._server import Faults, LocalCustomerIO, RecordedRequest, Reply
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Faults",
     "LocalCustomerIO",
     "People",
+    "PipelinesCaptureTransport",
     "RecordedRequest",
     "Reply",
     "capture",
@@ -31,6 +33,7 @@ __all__ = [
 
 _WHERE = {
     "CaptureTransport": "._capture", "Captured": "._capture", "People": "._capture", "capture": "._capture",
+    "PipelinesCaptureTransport": "._capture",
     "Faults": "._server", "LocalCustomerIO": "._server", "RecordedRequest": "._server", "Reply": "._server",
 }
 

@@ -11,6 +11,11 @@ While a capture is active, calls are mapped, encoded and checked exactly as they
 caller's thread (as with ``sync_mode=True``), so what they produced can be asserted right after the call. Each
 operation is checked against the Track API's rules, as the local Customer.io checks it: one Customer.io would
 refuse is not captured, and ``on_error`` hears about it with Customer.io's reason, as it would in production.
+
+A client that sends to Customer.io Data Pipelines (``write_key``) is captured by a
+:class:`PipelinesCaptureTransport`: its Segment messages are kept as they would be sent, checked as the local
+Data Pipelines checks them; ``ops`` are those messages (nothing is mapped on that path) and ``people`` is empty,
+since Customer.io builds people from them on its side.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from .._encoding import encode
 from .._errors import DeliveryError
 from .._limits import BATCH_BYTES, OP_BYTES
+from .._pipelines import PipelinesTransport
 from .._transport import DELIVERED, Outcome, WireOp
+from ._pipelinesapi import message_problem
 from ._state import State
 from ._validation import Problem, check_op_size, validate_metrics, validate_op
 
@@ -45,6 +52,7 @@ class CaptureTransport:
     since the transport encodes the operations.
     """
 
+    segment = False  # takes Track API operations (see PipelinesCaptureTransport)
     max_batch_bytes = BATCH_BYTES
     max_op_bytes = OP_BYTES
 
@@ -99,6 +107,67 @@ class CaptureTransport:
         return other
 
 
+class PipelinesCaptureTransport:
+    """A Data Pipelines transport that keeps every message instead of sending it.
+
+    ``validate=True`` refuses what Data Pipelines refuses (``_pipelinesapi.message_problem``): the client then
+    reports it to ``on_error`` with the reason.
+    """
+
+    segment = True
+    max_batch_bytes = PipelinesTransport.max_batch_bytes
+    max_op_bytes = PipelinesTransport.max_op_bytes
+
+    def __init__(self, *, validate: bool = True) -> None:
+        self.validate = validate
+        self._lock = threading.Lock()
+        self._sent: list[tuple[dict[str, Any], Any]] = []
+
+    def __repr__(self) -> str:
+        return f"PipelinesCaptureTransport({len(self._sent)} messages)"
+
+    def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
+        return WireOp(encode(op, False), message)
+
+    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for wire in ops:
+                sent = json.loads(wire.data)
+                problem = message_problem(sent) if self.validate else None
+                if problem is not None:
+                    outcomes.append(Outcome(False, status=400, reason=problem))
+                    continue
+                self._sent.append((sent, wire.message))
+                outcomes.append(DELIVERED)
+        return outcomes
+
+    def close(self) -> None:
+        """Nothing to release; what was captured stays readable."""
+
+    def sent(self, start: int = 0) -> list[tuple[dict[str, Any], Any]]:
+        """The accepted messages as sent (decoded), each with the message it came from, in order."""
+        with self._lock:
+            return self._sent[start:]
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._sent)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sent.clear()
+
+    def twin(self, *, convert_timestamps: bool) -> PipelinesCaptureTransport:
+        """A transport for another client that records into this one."""
+        other = PipelinesCaptureTransport(validate=self.validate)
+        other._lock, other._sent = self._lock, self._sent
+        return other
+
+
+AnyCapture = Union[CaptureTransport, PipelinesCaptureTransport]
+
+
 def _problems(op: dict[str, Any]) -> list[Problem]:
     if op.get("type") == "delivery" and op.get("action") == "metrics":  # POST /api/v1/metrics, on either API
         return validate_metrics({k: v for k, v in op.items() if k not in ("type", "action")})
@@ -136,7 +205,7 @@ class People(Mapping[str, dict[str, Any]]):
 class Captured:
     """What a client sent while captured: Segment messages, Customer.io operations, and what they amount to."""
 
-    def __init__(self, transport: CaptureTransport | None = None) -> None:
+    def __init__(self, transport: AnyCapture | None = None) -> None:
         self.transport = transport if transport is not None else CaptureTransport()
         self._errors: list[tuple[DeliveryError, list[Any]]] = []
         self._lock = threading.Lock()
@@ -173,6 +242,11 @@ class Captured:
         person (or anonymous id) ``person``. Each has ``name``, ``attributes`` (the properties),
         ``identifiers``, ``action`` and, when set, ``id`` and ``timestamp``."""
         found = []
+        if self.transport.segment:
+            kinds = ("track", "page", "screen")
+            return [m for m in self.ops if m.get("type") in kinds
+                    and (name is None or (m.get("event") or m.get("name")) == name)
+                    and (person is None or person in (m.get("userId"), m.get("anonymousId")))]
         for op in self.ops:
             if op.get("type") != "person" or op.get("action") not in EVENT_ACTIONS:
                 continue
@@ -185,7 +259,8 @@ class Captured:
 
     @property
     def people(self) -> People:
-        """``captured.people["user-1"]["plan"]``: each person's attributes after every captured operation."""
+        """``captured.people["user-1"]["plan"]``: each person's attributes after every captured operation
+        (empty for Data Pipelines messages: Customer.io maps those on its side)."""
         return People(self.state)
 
     def person(self, identifier: str) -> dict[str, Any] | None:
@@ -199,7 +274,10 @@ class Captured:
         with self._lock:
             if self._state is None or self._state_ops != len(sent):
                 state = State()
-                state.apply_valid(sent)
+                if self.transport.segment:
+                    state.receive_pipelines(sent)
+                else:
+                    state.apply_valid(sent)
                 self._state, self._state_ops = state, len(sent)
             return self._state
 
@@ -234,8 +312,13 @@ def capture(client: Client | None = None, *, validate: bool = True) -> Iterator[
         with _capture_facade(validate) as captured, _capture_integrations(captured):
             yield captured
     else:
-        captured = Captured(CaptureTransport(convert_timestamps=client.mapping_options.convert_timestamps,
-                                             validate=validate))
+        transport: AnyCapture
+        if getattr(client.transport, "segment", False):
+            transport = PipelinesCaptureTransport(validate=validate)
+        else:
+            transport = CaptureTransport(convert_timestamps=client.mapping_options.convert_timestamps,
+                                         validate=validate)
+        captured = Captured(transport)
         with _capture_client(client, captured, captured.transport):
             yield captured
 
@@ -244,7 +327,12 @@ def capture(client: Client | None = None, *, validate: bool = True) -> Iterator[
 def _capture_facade(validate: bool) -> Iterator[Captured]:
     import analytics_cio as facade
 
-    captured = Captured(CaptureTransport(convert_timestamps=facade.convert_timestamps, validate=validate))
+    transport: AnyCapture
+    if (facade.write_key is not None and facade.site_id is None) or getattr(facade.transport, "segment", False):
+        transport = PipelinesCaptureTransport(validate=validate)
+    else:
+        transport = CaptureTransport(convert_timestamps=facade.convert_timestamps, validate=validate)
+    captured = Captured(transport)
     saved = {name: getattr(facade, name) for name in ("transport", "sync_mode", "send", "on_error")}
     # Setting these makes the facade build a new default client on its next call; it keeps the transport even
     # if the code under test changes another setting inside the block.
@@ -282,7 +370,7 @@ def _capture_integrations(captured: Captured) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _capture_client(client: Client, captured: Captured, transport: CaptureTransport) -> Iterator[None]:
+def _capture_client(client: Client, captured: Captured, transport: AnyCapture) -> Iterator[None]:
     client.flush()
     saved = (client.transport, client.sync_mode, client.send, client.on_error)
     client.transport = transport

@@ -136,6 +136,20 @@ def _object(obj: Mapping[str, Any]) -> str:
     )
 
 
+def _pipelines(pipelines: Mapping[str, Any]) -> str:
+    """Data Pipelines messages as received, newest first."""
+    messages: list[Mapping[str, Any]] = pipelines.get("messages", [])
+    recent = messages[-ACTIVITY_SHOWN:][::-1]
+    rows = [(m.get("type"), m.get("userId") or _Html(f'<span class="anon">anonymous</span> <code>'
+                                                      f'{_text(m.get("anonymousId"))}</code>'),
+             m.get("event") or m.get("name") or m.get("groupId") or m.get("previousId"), m.get("timestamp"),
+             m.get("properties") or m.get("traits")) for m in recent]
+    more = f'<p class="meta">{len(messages) - len(recent)} earlier</p>' if len(messages) > len(recent) else ""
+    meta = (f'<p class="meta">{len(messages)} messages · {pipelines.get("duplicates", 0)} repeated a messageId · '
+            f'{len(pipelines.get("ignored", []))} dropped as invalid</p>')
+    return meta + _table(rows, ("type", "userId", "event / name", "timestamp", "data")) + more
+
+
 def render_page(snapshot: Mapping[str, Any], *, url: str, request_count: int) -> str:
     """The HTML page for ``snapshot`` (a ``State.snapshot()``)."""
     people: list[Mapping[str, Any]] = snapshot.get("people", [])
@@ -162,6 +176,8 @@ def render_page(snapshot: Mapping[str, Any], *, url: str, request_count: int) ->
         "".join(_object(o) for o in objects) or '<p class="meta">none</p>',
         "<h2>Merges</h2>",
         _table(merges, ("primary", "secondary", "applied")),
+        "<h2>Data Pipelines messages</h2>",
+        _pipelines(snapshot.get("pipelines", {})),
         "</body></html>",
     ]
     return "".join(parts)

@@ -3,12 +3,13 @@
 A :data:`Route` is a path pattern (decoded path segments; ``{}`` stands for any one non-empty segment), the
 methods it answers and the :data:`Handler` that answers them. A handler gets the server as a :class:`Server`
 (only what an endpoint may use of it), the values of the pattern's ``{}`` segments and the request's body. The
-routes themselves are in ``_v1api.py`` and ``_v2api.py``.
+routes themselves are in ``_v1api.py``, ``_v2api.py`` and ``_pipelinesapi.py`` (whose one route has no ``{}``
+segment: the server passes ``["strict"]`` as its values when the request asks for Data Pipelines' strict mode).
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, Protocol, Tuple
+from typing import Any, Callable, List, Protocol, Tuple
 
 from ._body import Body
 from ._httpd import Answer
@@ -26,6 +27,9 @@ class Server(Protocol):
 
     def _apply(self, ops: list[Op], *, v2: bool) -> None:
         """Apply ops that passed validation (v2 ones are also kept for ``ops()``)."""
+
+    def _receive(self, messages: list[dict[str, Any]], ignored: list[dict[str, Any]]) -> None:
+        """Keep Data Pipelines messages that passed validation, and those it dropped (permissive mode)."""
 
 
 Handler = Callable[[Server, List[str], Body], Answer]

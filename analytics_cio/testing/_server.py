@@ -48,6 +48,7 @@ from ._answers import OK, error, json_answer
 from ._body import Body, decode_body
 from ._httpd import Answer, FramingError, HTTPHandler, HTTPServer
 from ._page import CONTENT_SECURITY_POLICY, render_page
+from ._pipelinesapi import PIPELINES_ROUTES, pipelines_error
 from ._recorded import Headers, RecordedRequest
 from ._routes import Route, match
 from ._scripting import Faults, Reply
@@ -61,7 +62,7 @@ __all__ = ["Faults", "LocalCustomerIO", "RecordedRequest", "Reply"]
 logger = logging.getLogger(__name__)
 
 _RETRY_AFTER_STATUSES = (429, 503)
-_ROUTES: list[Route] = [*V1_ROUTES, *V2_ROUTES]
+_ROUTES: list[Route] = [*V1_ROUTES, *V2_ROUTES, *PIPELINES_ROUTES]
 
 
 # ---------------------------------------------------------------------------------------------- the server
@@ -71,10 +72,12 @@ _Ticket = Tuple[int, int, float]  # (generation, arrival number, monotonic time)
 
 
 class LocalCustomerIO:
-    """A local Customer.io Track API. ``with LocalCustomerIO() as cio: ...`` serves on a free port.
+    """A local Customer.io: the Track API and Data Pipelines' ``/v1/batch``. ``with LocalCustomerIO() as cio: ...``
+    serves on a free port.
 
-    ``site_id``/``api_key`` None accept any HTTP Basic credentials (but a missing or malformed
-    ``Authorization`` is still 401). ``validate=False`` accepts and applies whatever parses.
+    ``site_id``/``api_key`` None accept any HTTP Basic credentials on the Track API, ``write_key`` None any
+    Data Pipelines key (but a missing or malformed ``Authorization`` is still 401). ``validate=False`` accepts
+    and applies whatever parses.
     """
 
     def __init__(
@@ -87,8 +90,10 @@ class LocalCustomerIO:
         validate: bool = True,
         faults: Faults | None = None,
         region: str = "us",
+        write_key: str | None = None,
     ) -> None:
         self.host = host
+        self.write_key = write_key
         self.site_id = site_id
         self.api_key = api_key
         self.validate = validate
@@ -189,6 +194,10 @@ class LocalCustomerIO:
         with self._lock:
             return list(self._ops)
 
+    def messages(self) -> list[dict[str, Any]]:
+        """Every Data Pipelines message received and accepted (``POST /v1/batch``), in order."""
+        return self.state.pipelines_messages()
+
     def wait_for(self, predicate: Callable[[LocalCustomerIO], bool], timeout: float = 5.0) -> bool:
         """Wait until ``predicate(self)`` holds (re-checked as requests arrive); False when time runs out."""
         deadline = time.monotonic() + timeout
@@ -256,6 +265,23 @@ class LocalCustomerIO:
             for given, expected in ((user, self.site_id), (password, self.api_key))
         )
 
+    def _authorized_pipelines(self, header: str | None) -> bool:
+        """Basic with the key as the user name and a blank password, or Bearer (region-prefixed keys)."""
+        scheme, _, token = (header or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer":
+            key = token
+        elif scheme.lower() == "basic":
+            try:
+                key, colon, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            if not colon or password:
+                return False
+        else:
+            return False
+        return bool(key) and (self.write_key is None or hmac.compare_digest(key.encode(), self.write_key.encode()))
+
     def _dispatch(self, method: str, raw_path: str, headers: Headers, body: Body | Answer) -> Answer:
         segments = [unquote(s) for s in raw_path.split("/")[1:]]
         v2 = raw_path.startswith("/api/v2/")
@@ -267,13 +293,21 @@ class LocalCustomerIO:
             if method not in methods:
                 allowed += methods
                 continue
-            if not self._authorized(headers.get("authorization")):
+            if pattern[0] == "v1":  # Data Pipelines
+                if not self._authorized_pipelines(headers.get("authorization")):
+                    return pipelines_error(401, "Unauthorized: the API key is missing or wrong",
+                                           {"WWW-Authenticate": 'Basic realm="Customer.io Data Pipelines"'})
+                params = ["strict"] if headers.get("x-strict-mode", "").strip() == "1" else []
+            elif not self._authorized(headers.get("authorization")):
                 return json_answer(401, {"meta": {"error": "Unauthorized request"}},
                                    {"WWW-Authenticate": 'Basic realm="Customer.io"'})
             return body if isinstance(body, Answer) else handler(self, params, body)
         if allowed:
             return error(405, "method not allowed", v2, {"Allow": ", ".join(sorted(set(allowed)))})
         return error(404, "not found", v2)
+
+    def _receive(self, messages: list[dict[str, Any]], ignored: list[dict[str, Any]]) -> None:
+        self.state.receive_pipelines(messages, ignored)
 
     def _apply(self, ops: list[Op], *, v2: bool) -> None:
         self.state.apply_valid(ops)

@@ -131,6 +131,10 @@ class State:
             self._ignored: List[Dict[str, Any]] = []
             self._event_ids: set[str] = set()
             self._duplicates = 0
+            self._pipelines: List[Dict[str, Any]] = []  # Data Pipelines messages, as received
+            self._pipelines_ignored: List[Dict[str, Any]] = []
+            self._pipelines_ids: set[str] = set()
+            self._pipelines_duplicates = 0
             self._seq = itertools.count()
             self._cio_ids = itertools.count(1)
 
@@ -156,6 +160,27 @@ class State:
                     self._delivery(op)
                 else:
                     self._APPLY[(op["type"], op["action"])](self, op)
+
+    def receive_pipelines(self, messages: Iterable[Dict[str, Any]], ignored: Iterable[Dict[str, Any]] = ()) -> None:
+        """Keep Data Pipelines messages (Customer.io maps them on its side; no people are built from them here).
+
+        A message whose ``messageId`` was seen before is kept too, and counted in ``pipelines.duplicates``.
+        """
+        with self._lock:
+            for message in messages:
+                key = message.get("messageId")
+                if isinstance(key, str):
+                    if key in self._pipelines_ids:
+                        self._pipelines_duplicates += 1
+                    self._pipelines_ids.add(key)
+                self._pipelines.append(message)
+            self._pipelines_ignored.extend(ignored)
+
+    def pipelines_messages(self) -> list[dict[str, Any]]:
+        """The Data Pipelines messages received, in arrival order (copies)."""
+        with self._lock:
+            messages: list[dict[str, Any]] = _copy(self._pipelines)
+            return messages
 
     def _ignore(self, op: Op, reason: str) -> None:
         self._ignored.append({"op": _copy(op), "reason": reason})
@@ -485,6 +510,11 @@ class State:
                 "deliveries": _copy(self._deliveries),
                 "duplicates": self._duplicates,
                 "ignored": _copy(self._ignored),
+                "pipelines": {
+                    "messages": _copy(self._pipelines),
+                    "duplicates": self._pipelines_duplicates,
+                    "ignored": _copy(self._pipelines_ignored),
+                },
             }
 
     def _relationships_by_person(self) -> dict[str, list[dict[str, Any]]]:
