@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -345,3 +346,32 @@ def test_an_id_too_large_to_write_as_text_is_an_argument_error_naming_it(argumen
         arguments: dict[str, Any] = {argument: 10**5000, "event": "Huge"}
         client.track(**arguments)
     assert isinstance(raised.value, AssertionError)  # what analytics-python raises for bad arguments
+
+
+# -- "flush(timeout) never hangs: it returns False at the timeout"; "shutdown(timeout) returns within its timeout" ---
+
+
+def test_an_endless_timeout_means_no_limit_rather_than_an_overflow_error(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]]) -> None:
+    # math.inf is the natural "no limit"; threading refuses to wait that long, and flush() and shutdown() raised
+    # OverflowError (shutdown half done: closed, but its transport left open and nothing reported).
+    server = raw(lambda request, _: ok())
+    client, errors = make(server.url)
+    client.track("u-1", "One")
+    assert client.flush(timeout=math.inf) is True
+    client.track("u-1", "Two")
+    assert client.shutdown(timeout=math.inf) is True
+    endless, _ = make(server.url, shutdown_timeout=math.inf)
+    endless.track("u-1", "Three")
+    assert endless.shutdown() is True
+    assert errors == [] and len(server.requests) == 3
+
+
+@pytest.mark.parametrize(("option", "value"), [("timeout", 0), ("timeout", math.inf), ("timeout", math.nan),
+                                               ("upload_interval", math.inf), ("shutdown_timeout", math.nan),
+                                               ("retry_deadline", math.nan)])
+def test_a_timeout_option_no_request_can_keep_is_an_argument_error_naming_it(option: str, value: float) -> None:
+    # timeout=0 raised urllib3's ValueError; NaN passed every check (NaN < 0 is False) and disabled deadlines.
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(ArgumentError, match=option):
+        Client(SITE_ID, API_KEY, **options)
