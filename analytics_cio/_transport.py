@@ -288,11 +288,13 @@ class HttpTransport:
             where = self.redact(answer.headers.get("location", "?"))
             return Outcome(False, status=status, reason=f"Customer.io redirected to {where}: is region right?")
         reason, field = error_reason(status, body, self.redact)
-        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+        retryable = is_retryable_status(status)
+        # A refusal (400, 403, ...) is not retried: a Retry-After on it must not hold the client's other requests.
+        retry_after = parse_retry_after(answer.headers.get("retry-after")) if retryable else None
         if retry_after is not None:
             # Hold back every request of this client at once, not only this one's retry.
             self.rate_limiter.pause(min(retry_after, MAX_RETRY_AFTER))
-        return Outcome(False, is_retryable_status(status), status, reason, field, retry_after)
+        return Outcome(False, retryable, status, reason, field, retry_after)
 
 
 def _log(method: str, path: str, result: int | str, started: float) -> None:

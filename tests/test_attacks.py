@@ -375,3 +375,29 @@ def test_a_timeout_option_no_request_can_keep_is_an_argument_error_naming_it(opt
     options: dict[str, Any] = {option: value}
     with pytest.raises(ArgumentError, match=option):
         Client(SITE_ID, API_KEY, **options)
+
+
+# -- Retries: "A Retry-After header ... is a floor for the next attempt and holds back every request of the client" --
+
+
+@VERSIONS
+@pytest.mark.parametrize("status", ["400 Bad Request", "403 Forbidden", "413 Payload Too Large"])
+def test_a_retry_after_on_a_refusal_holds_nothing_back(raw: Callable[..., RawServer],
+                                                       make: Callable[..., tuple[Client, Errors]], version: str,
+                                                       status: str) -> None:
+    # A gateway's refusal with "Retry-After: 120" is not retried, yet it held every later request of the client
+    # back for two minutes.
+    def refuse_first(request: Request, _: socket.socket) -> bytes:
+        if b"Refused" in request.body:
+            return f"HTTP/1.1 {status}\r\nRetry-After: 120\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+        return ok()
+
+    server = raw(refuse_first)
+    client, errors = make(server.url, version)
+    client.track("u-1", "Refused")
+    assert client.flush(timeout=10) is True
+    started = time.monotonic()
+    client.track("u-2", "Next")
+    assert client.flush(timeout=10) is True
+    assert time.monotonic() - started < 3
+    assert errors.events() == ["Refused"] and isinstance(errors[0][0], RejectedError)
