@@ -401,3 +401,22 @@ def test_a_retry_after_on_a_refusal_holds_nothing_back(raw: Callable[..., RawSer
     assert client.flush(timeout=10) is True
     assert time.monotonic() - started < 3
     assert errors.events() == ["Refused"] and isinstance(errors[0][0], RejectedError)
+
+
+# -- Security: "proxy credentials go in Proxy-Authorization and are never logged"; bad input names the argument ----
+
+
+@pytest.mark.parametrize("proxy", ["http://user:pr0xy-secret@[::1", "http://user:pr0xy-secret@host:port",
+                                   "socks5://user:pr0xy-secret@127.0.0.1:1080"])
+@pytest.mark.parametrize("source", ["option", "environment"])
+def test_a_malformed_proxy_url_is_an_argument_error_that_keeps_its_password_to_itself(
+        proxy: str, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # urllib3's LocationParseError quoted the whole URL, password included, and named no option.
+    options: dict[str, Any] = {}
+    if source == "option":
+        options["proxies"] = {"https": proxy}
+    else:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with pytest.raises(ArgumentError, match="proxies") as raised:
+        Client(SITE_ID, API_KEY, **options)
+    assert "pr0xy-secret" not in f"{raised.value} {raised.value!r}"
