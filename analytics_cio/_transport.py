@@ -29,7 +29,7 @@ from typing import Any, Callable, Final, Protocol
 from urllib.parse import urlsplit
 
 from . import _lanes
-from ._errors import DeliveryError
+from ._errors import ArgumentValueError, DeliveryError
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._pool import Answer, HttpPool
 from ._ratelimit import RateLimiter
@@ -127,7 +127,10 @@ def base_url(region: str, host: str | None) -> str:
     if host:
         parts = urlsplit(host)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"host must be an http(s) URL such as https://track.customer.io, not {host!r}")
+            raise ArgumentValueError("host", f"must be an http(s) URL such as https://track.customer.io, not {host!r}")
+        if "@" in parts.netloc:  # never sent (the credentials are site_id and api_key), but logged and in reprs
+            raise ArgumentValueError("host", "must not hold a user name or password (user:password@): "
+                                             f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}")
         if parts.scheme == "http":
             logger.warning("analytics_cio: host %s is plain http: use it only for local testing", parts.netloc)
         return host.rstrip("/")

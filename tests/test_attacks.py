@@ -420,3 +420,15 @@ def test_a_malformed_proxy_url_is_an_argument_error_that_keeps_its_password_to_i
     with pytest.raises(ArgumentError, match="proxies") as raised:
         Client(SITE_ID, API_KEY, **options)
     assert "pr0xy-secret" not in f"{raised.value} {raised.value!r}"
+
+
+@pytest.mark.parametrize("host", ["http://user:h0st-secret@127.0.0.1:8080", "https://h0st-secret@gateway.example",
+                                  "ftp://track.customer.io", "track.customer.io"])
+def test_a_host_that_is_no_usable_base_url_is_an_argument_error_naming_host_and_hiding_any_password(
+        host: str, caplog: pytest.LogCaptureFixture) -> None:
+    # A user:password@ in host was never sent (the credentials are site_id and api_key) but went into the plain-http
+    # WARNING and every repr; a scheme other than http(s) raised a bare ValueError.
+    with pytest.raises(ArgumentError, match="host") as raised:
+        Client(SITE_ID, API_KEY, host=host)
+    assert isinstance(raised.value, ValueError)
+    assert "h0st-secret" not in f"{raised.value} {caplog.text}"
