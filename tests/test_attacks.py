@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -162,9 +163,19 @@ def test_spool_files_are_private_even_under_umask_0_and_over_an_existing_world_r
     existing = tmp_path / "existing.sqlite"
     existing.touch()
     os.chmod(existing, 0o644)  # made by a deploy script, or by `touch` under umask 022
+    database = tmp_path / "database.sqlite"
+    sqlite3.connect(database).execute("CREATE TABLE t (x)").connection.close()  # a spool from an older release
+    os.chmod(database, 0o644)
+    other = tmp_path / "notes.txt"  # a spool_path pointing at the wrong file: refused, its mode left alone
+    other.write_text("not a database")
+    os.chmod(other, 0o644)
     previous = os.umask(0)
     try:
-        for path in (tmp_path / "new-dir" / "cio.sqlite", existing):
+        client, errors = make(server.url, spool_path=str(other))
+        client.track("u-1", "From memory")
+        assert client.flush(timeout=30) is True and errors == []
+        assert stat.S_IMODE(other.stat().st_mode) == 0o644
+        for path in (tmp_path / "new-dir" / "cio.sqlite", existing, database):
             client, errors = make(server.url, spool_path=str(path))
             client.track("u-1", "Spooled")
             assert client.flush(timeout=30) is True and errors == []
@@ -176,7 +187,7 @@ def test_spool_files_are_private_even_under_umask_0_and_over_an_existing_world_r
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "new-dir").stat().st_mode) == 0o700  # not 0777: no one else may swap files
-    assert len(server.requests) == 2
+    assert len(server.requests) == 4
 
 
 # -- "Changing a module setting rebuilds the default client at once and shuts the old one down on a thread of its
