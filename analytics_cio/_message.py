@@ -16,7 +16,7 @@ from typing import Any, Callable, Final, TypeVar
 
 from ._errors import ArgumentError, ArgumentTypeError, ArgumentValueError
 from ._ulid import new_ulid
-from ._values import scalar
+from ._values import has_surrogates, scalar, short_repr
 from ._version import __version__
 
 Message = dict[str, Any]
@@ -98,7 +98,7 @@ def identity(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        return _utf8_text(name, value)
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         try:
             return str(value)
@@ -117,6 +117,13 @@ def text(name: str, value: Any, required: bool) -> str | None:
         raise ArgumentTypeError(name, f"must be a string, not {type(value).__name__}")
     if required and not value:
         raise ArgumentValueError(name, "must not be empty")
+    return _utf8_text(name, value)
+
+
+def _utf8_text(name: str, value: str) -> str:
+    """``value``, unless it holds a lone surrogate (a bad decode upstream): no UTF-8 form, no URL, no limit check."""
+    if has_surrogates(value):
+        raise ArgumentValueError(name, f"holds a lone surrogate, which has no UTF-8 form: {short_repr(value)}")
     return value
 
 

@@ -443,3 +443,20 @@ def test_a_host_that_is_no_usable_base_url_is_an_argument_error_naming_host_and_
         Client(SITE_ID, API_KEY, host=host)
     assert isinstance(raised.value, ValueError)
     assert "h0st-secret" not in f"{raised.value} {caplog.text}"
+
+
+@pytest.mark.parametrize(("call", "argument"), [
+    (lambda c: c.track("bad \ud800 id", "E"), "user_id"),
+    (lambda c: c.track(None, "E", anonymous_id="\udc80"), "anonymous_id"),
+    (lambda c: c.track("u-1", "bad \udc80 name"), "event"),
+    (lambda c: c.page("u-1", None, "\ud800"), "name"),
+    (lambda c: c.group("u-1", "\ud800"), "group_id"),
+    (lambda c: c.alias("\ud800", "u-1"), "previous_id"),
+])
+def test_an_id_or_name_holding_a_lone_surrogate_is_refused_at_the_call_naming_it(
+        call: Callable[[Client], Any], argument: str) -> None:
+    # It has no UTF-8 form: v1 failed to put it in a URL, v2 failed to measure a name against its limit, each a
+    # "could not prepare the message" DeliveryError naming nothing, while v2 sent the same id escaped.
+    client = Client(SITE_ID, API_KEY, send=False)
+    with pytest.raises(ArgumentError, match=argument):
+        call(client)
