@@ -460,3 +460,30 @@ def test_an_id_or_name_holding_a_lone_surrogate_is_refused_at_the_call_naming_it
     client = Client(SITE_ID, API_KEY, send=False)
     with pytest.raises(ArgumentError, match=argument):
         call(client)
+
+
+@VERSIONS
+@pytest.mark.parametrize("retry_after", ["-5", "soon", "1e309", "nan", "Wed, 21 Oct 2015 07:28:00 GMT", "99999999"])
+def test_any_retry_after_a_server_sends_neither_loses_nor_strands_a_message(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], version: str,
+        retry_after: str) -> None:
+    # Garbage, negative, infinite or past values are no wait at all; a huge one is clamped (300 s) and still
+    # leaves flush() and shutdown() their bounds, with the message reported rather than left behind.
+    def busy_once(request: Request, _: socket.socket) -> bytes:
+        if len(server.requests) == 1:
+            return f"HTTP/1.1 503 Busy\r\nRetry-After: {retry_after}\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+        return ok()
+
+    server = raw(busy_once)
+    client, errors = make(server.url, version, retries=3)
+    client.track("u-1", "Busy")
+    huge = retry_after == "99999999"
+    started = time.monotonic()
+    assert client.flush(timeout=1 if huge else 10) is not huge
+    assert client.shutdown(timeout=1) is not huge  # False: it had to give up (and report) at its timeout
+    assert time.monotonic() - started < 5
+    if huge:
+        assert len(server.requests) == 1 and errors.events() == ["Busy"]
+        assert type(errors[0][0]).__name__ == "ShutdownError"
+    else:
+        assert len(server.requests) == 2 and errors == []
