@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import pytest
 
@@ -487,3 +489,39 @@ def test_any_retry_after_a_server_sends_neither_loses_nor_strands_a_message(
         assert type(errors[0][0]).__name__ == "ShutdownError"
     else:
         assert len(server.requests) == 2 and errors == []
+
+
+# -- Security: "Ids and device tokens are percent-encoded as one whole path segment ... no user-supplied id changes a
+# -- URL's path" ----------------------------------------------------------------------------------------------------
+
+HOSTILE_IDS = ["a/b", "..", ".", "../admin", "%2F", "%2e%2e", "a@b", "a?b=1", "a#frag", "a;b", "a\\..", " ", "a\r\nb",
+               "cio_x/y", "x@y.z/..", "~", "%", "..%2F..", "a%00b", "\u2024\u2024"]
+V1_PATHS = [r"/api/v1/customers/[^/]+", r"/api/v1/customers/[^/]+/events", r"/api/v1/customers/[^/]+/devices",
+            r"/api/v1/customers/[^/]+/devices/[^/]+", r"/api/v1/events", r"/api/v1/merge_customers", r"/api/v2/entity"]
+
+
+@VERSIONS
+def test_no_hostile_id_or_token_changes_which_endpoint_a_request_reaches(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], version: str) -> None:
+    server = raw(lambda request, _: ok())
+    client, errors = make(server.url + "/base", version, email_as_id=False, thread=8)
+    for hostile in HOSTILE_IDS:
+        client.identify(hostile, {"plan": "pro"})
+        client.track(hostile, "Event")
+        client.page(hostile, None, "Page")
+        client.register_device(hostile, hostile, "ios")
+        client.remove_device("u-1", hostile)
+        client.alias(hostile, "u-1")
+        client.track(None, "Anonymous", anonymous_id=hostile)
+    assert client.flush(timeout=60) is True and errors == []
+    paths = [r.line.split(" ")[1] for r in server.requests]
+    allowed = [r"/api/v2/batch"] if version == "v2" else V1_PATHS
+    for path in paths:
+        assert path.startswith("/base/") and "?" not in path and "#" not in path, path
+        rest = path[len("/base"):]
+        assert any(re.fullmatch(pattern, rest) for pattern in allowed), path
+        assert not any(part in (".", "..") for part in rest.split("/")), path
+        assert not any(unquote(part) in (".", "..") for part in rest.split("/")), path
+    if version == "v1":  # every id that did reach a path is exactly the id, decoded once
+        segments = {unquote(p.split("/")[5]) for p in paths if p.startswith("/base/api/v1/customers/")}
+        assert segments <= set(HOSTILE_IDS) | {"u-1"}
