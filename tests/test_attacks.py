@@ -32,7 +32,7 @@ from analytics_cio._spool import SqliteSpool
 from analytics_cio.testing._server import Faults, LocalCustomerIO
 
 from . import conftest
-from ._raw import RawServer, Request, ok, servers
+from ._raw import RawServer, Request, ok
 
 SITE_ID, API_KEY = "site-attack", "attack-secret-key-5f4e3d2c"
 TOKEN = base64.b64encode(f"{SITE_ID}:{API_KEY}".encode()).decode()
@@ -47,40 +47,36 @@ class Errors(conftest.Errors):
 
 
 @pytest.fixture
-def started() -> Iterator[list[Any]]:
-    yield from servers()
+def raw() -> Iterator[Callable[[Callable[[Request, socket.socket], bytes | None]], RawServer]]:
+    """Starts raw-socket servers (``tests/_raw.py``), closed after the test."""
+    made: list[RawServer] = []
 
-
-@pytest.fixture
-def raw(started: list[Any]) -> Callable[[Callable[[Request, socket.socket], bytes | None]], RawServer]:
     def start(handler: Callable[[Request, socket.socket], bytes | None]) -> RawServer:
-        server = RawServer(handler)
-        started.append(server)
-        return server
+        made.append(RawServer(handler))
+        return made[-1]
 
-    return start
+    yield start
+    for server in made:
+        server.close()
 
 
 @pytest.fixture
-def clients() -> Iterator[list[Client]]:
+def make() -> Iterator[Callable[..., tuple[Client, Errors]]]:
+    """Builds clients with quick retries and their own on_error record; each is shut down after the test."""
     made: list[Client] = []
-    yield made
-    for client in made:
-        client.shutdown(timeout=2)
 
-
-@pytest.fixture
-def make(clients: list[Client]) -> Callable[..., tuple[Client, Errors]]:
     def build(url: str, version: str = "v2", retries: int = 1, **options: Any) -> tuple[Client, Errors]:
         errors = Errors()
         options.setdefault("upload_interval", 0.05)
         options.setdefault("max_requests_per_second", None)
         client = Client(SITE_ID, API_KEY, host=url, api_version=version, on_error=errors, **options)
         client.policy = RetryPolicy(max_retries=retries, backoff_factor=0.01, max_backoff=0.05)
-        clients.append(client)
+        made.append(client)
         return client, errors
 
-    return build
+    yield build
+    for client in made:
+        client.shutdown(timeout=2)
 
 
 def batch_size(request: Request) -> int:
