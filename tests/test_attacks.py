@@ -19,14 +19,14 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
 import pytest
 
-from analytics_cio import ArgumentError, Client, RejectedError, _encoding
+from analytics_cio import ArgumentError, Client, DeliveryError, RejectedError, _encoding
 from analytics_cio._retry import RetryPolicy
 from analytics_cio._spool import SqliteSpool
 from analytics_cio.testing._server import Faults, LocalCustomerIO
@@ -521,3 +521,46 @@ def test_no_hostile_id_or_token_changes_which_endpoint_a_request_reaches(
     if version == "v1":  # every id that did reach a path is exactly the id, decoded once
         segments = {unquote(p.split("/")[5]) for p in paths if p.startswith("/base/api/v1/customers/")}
         assert segments <= set(HOSTILE_IDS) | {"u-1"}
+
+
+# -- "Whatever on_error does — raise anything ... — the worker lives on" ------------------------------------------
+
+
+@VERSIONS
+def test_on_error_raising_keyboard_interrupt_or_queueing_more_from_the_worker_thread_kills_nothing(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], version: str) -> None:
+    # The other tests raise SystemExit and call flush()/shutdown(); here on_error raises KeyboardInterrupt every
+    # other time and queues a follow-up call from the worker thread (re-entrant put), itself refused once more.
+    def refuse_some(request: Request, _: socket.socket) -> bytes:
+        body = json.loads(request.body)
+        if "batch" in body:  # v2: a 207 listing the refused operations
+            refused = [{"batch_index": i, "reason": "no"} for i, op in enumerate(body["batch"])
+                       if "Refused" in op["name"]]
+            return ok(json.dumps({"errors": refused}).encode(), "207 Multi-Status") if refused else ok()
+        return ok(b'{"meta":{"error":"no"}}', "400 Bad Request") if "Refused" in body["name"] else ok()
+
+    server = raw(refuse_some)
+    seen: list[str] = []
+    client: Client
+
+    def on_error(error: DeliveryError, messages: Sequence[dict[str, Any]]) -> None:
+        for message in messages:
+            seen.append(message["event"])
+            if message["event"].count("Refused") < 3:
+                client.track("u-9", "Refused again " + message["event"])
+        if len(seen) % 2:
+            raise KeyboardInterrupt
+
+    client, _ = make(server.url, version)
+    client.on_error = on_error
+    for i in range(4):
+        client.track(f"u-{i}", f"Refused {i}" if i % 2 else f"Fine {i}")
+    assert client.flush(timeout=30) is True
+    assert client.flush(timeout=30) is True  # what on_error queued meanwhile
+    for i in range(10):
+        client.track("u-1", f"Later {i}")
+    assert client.flush(timeout=30) is True
+    assert sorted(seen) == sorted(f"{'Refused again ' * n}Refused {i}" for i in (1, 3) for n in range(3))
+    bodies = [json.loads(r.body) for r in server.requests]
+    names = [op["name"] for body in bodies for op in body.get("batch", [body]) if "Refused" not in op["name"]]
+    assert sorted(names) == sorted(["Fine 0", "Fine 2"] + [f"Later {i}" for i in range(10)])
