@@ -226,8 +226,8 @@ def test_a_line_becomes_the_message_the_clients_method_builds(line: dict[str, An
     line = {**line, "timestamp": timestamp, "messageId": "ajs-1"}
     method, parameters = CALLS[line["type"].lower()]
     arguments = {name: line.get(_camel(name), line.get(name)) for name in parameters}
-    arguments["timestamp"] = dt.datetime.fromisoformat(timestamp).replace(
-        tzinfo=dt.datetime.fromisoformat(timestamp).tzinfo or dt.timezone.utc)
+    parsed = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))  # Python < 3.11 reads no "Z"
+    arguments["timestamp"] = parsed.replace(tzinfo=parsed.tzinfo or dt.timezone.utc)
     if method == "identify" and arguments["traits"] is None:
         arguments["traits"] = line["context"]["traits"]
     _, expected = getattr(client, method)(**arguments, message_id="ajs-1")
