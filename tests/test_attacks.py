@@ -297,7 +297,9 @@ def test_what_the_spool_kept_is_sent_by_the_next_process_even_on_the_other_api_v
         person = cio.state.person("user-1")
         assert person is not None and person["attributes"].get("plan") == "pro"
         assert sorted(e["name"] for e in cio.state.events()) == ["Kept", "New"]
-    assert SqliteSpool(path).count() == 0
+    spool = SqliteSpool(path)
+    assert spool.count() == 0
+    spool.close()
 
 
 # -- debug: "one handler, however many clients; the logger is restored when the last debug client shuts down" ----
