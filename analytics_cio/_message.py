@@ -197,6 +197,21 @@ def build(
     return message
 
 
+# The integrations keys Segment users have for Customer.io: the classic destination's, then the Actions one's.
+DESTINATION_NAMES: Final = ("Customer.io", "Customer.io (Actions)")
+
+
+def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
+    """Whether ``integrations`` turns Customer.io off for this message, as Segment reads it."""
+    if not integrations:
+        return False
+    for name in DESTINATION_NAMES:
+        own = integrations.get(name)
+        if own is not None:
+            return own is False
+    return integrations.get("All") is False
+
+
 def properties(name: str, value: Any) -> dict[str, Any]:
     """A snapshot of a traits or properties argument; ``{}`` when it was not given."""
     return optional_dict(name, value) or {}

@@ -1,6 +1,6 @@
 """Sending Customer.io operations over HTTP, through one urllib3 pool (``_pool``) for both API versions.
 
-Two transports share one interface:
+Two transports share one interface (a third, Data Pipelines', is ``_pipelines.PipelinesTransport``):
 
 - :class:`BatchTransport` (Track API v2): operations packed into ``POST /api/v2/batch``; the delivery core
   (``_delivery``) retries whole attempts.
@@ -111,7 +111,11 @@ DELIVERED: Final = Outcome(True)
 
 
 class Transport(Protocol):
-    """What the worker needs from a transport. ``analytics_cio.testing`` provides one that sends nothing."""
+    """What the worker needs from a transport. ``analytics_cio.testing`` provides one that sends nothing.
+
+    ``prepare`` gets a Track API operation, unless the transport has ``segment = True`` (Data Pipelines,
+    ``_pipelines``): then the client maps nothing and hands it each Segment message as it is.
+    """
 
     max_batch_bytes: int  # bytes one send() may carry: the ops' data plus one separator byte each
     max_op_bytes: int

@@ -13,12 +13,14 @@ the outbox, the batch in flight,      ``Outbox`` (``_outbox.py``), under its one
 each op's ``settled`` claim           adds, the sender takes and claims, an overdue ``close()`` abandons
 retry state of the batch in flight    the sender thread alone (``_delivery.deliver``)
 spool rows set aside (``_set_aside``) the sender thread alone
+the pacing count (``_backlog_puts``)  callers (a racy count is fine: it only spaces their yields)
 ====================================  ================================================================
 
 The encoder takes at most ROUND items from the inbox at a time, so callers that never pause cannot keep it from
-handing work on: batches are cut, spooled and sent while they keep calling. What waits is held encoded: each
-operation's JSON and, once more than two batches wait (or with a spool), its message as compact JSON
-(``WireOp.compact``), which ``on_error`` gets back decoded.
+handing work on: batches are cut, spooled and sent while they keep calling; and once more than a batch waits, one
+call in YIELD_EVERY lets the worker threads run, so the sender is not starved of the GIL either. What waits
+is held encoded: each operation's JSON and, once more than two batches wait (or with a spool), its message as
+compact JSON (``WireOp.compact``), which ``on_error`` gets back decoded.
 
 A marker is a flush in the same FIFO: released once everything queued before it is settled (delivered or
 reported). The final marker is ``close()``'s: the threads end after it, and a closed worker never restarts.
@@ -52,6 +54,7 @@ Prepare = Callable[[Message], Sequence[WireOp]]  # reports what it cannot prepar
 Compact = Callable[[Message], bytes]
 
 ROUND: Final = 500  # inbox items the encoder takes at a time
+YIELD_EVERY: Final = 64  # while a backlog waits, one call in this many gives the GIL to the worker threads
 _THREAD_NAMES: Final = ("analytics-cio", "analytics-cio-send")
 
 
@@ -121,6 +124,8 @@ class Worker:
         self._inbox: collections.deque[Any] = collections.deque()
         self._outbox = Outbox(self.upload_size, self.upload_interval, self.transport.max_batch_bytes)
         self._average_bytes = 1024.0
+        self._backlog = self.upload_size
+        self._backlog_puts = 0  # calls made while more than _backlog ops waited
         self._set_aside: list[int] = []  # sender: spool ids whose retries ran out, kept for a later attempt
         self._wake = threading.Event()
         self._signaled = False
@@ -167,6 +172,13 @@ class Worker:
             self._wake.set()
         if self._threads is None:
             self._start()
+        elif outbox.waiting > self._backlog:
+            # A caller loop that never pauses keeps the GIL for 5 ms at a time, and the sender needs it back after
+            # each of a request's half-dozen socket calls: delivery falls behind and the backlog grows. Once more
+            # than a batch waits, every YIELD_EVERY-th call lets another thread run, never blocking for long.
+            self._backlog_puts += 1
+            if not self._backlog_puts % YIELD_EVERY:
+                time.sleep(0)
         return True
 
     def flush(self, timeout: float | None = None) -> bool:

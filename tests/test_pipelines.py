@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import io
 import json
 import logging
 import os
@@ -574,3 +575,31 @@ def test_capture_reports_a_message_too_large_through_on_error(errors: Errors) ->
         assert isinstance(captured.errors[0][0], LimitError)
     finally:
         client.shutdown()
+
+
+# -- the command line --------------------------------------------------------------------------------------
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    from analytics_cio.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_cli_sends_to_data_pipelines_with_write_key(pipelines: LocalCustomerIO,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "from-env")  # not used: the write key chose Data Pipelines
+    code, _, err = _cli("track", "-u", "u1", "-e", "Signed Up", "-p", "plan=pro", "--host", pipelines.url,
+                        "--write-key", WRITE_KEY)
+    assert code == 0, err
+    (message,) = pipelines.messages()
+    assert (message["type"], message["event"], message["properties"]) == ("track", "Signed Up", {"plan": "pro"})
+
+
+def test_the_cli_dry_run_with_a_write_key_prints_the_segment_message() -> None:
+    code, out, _ = _cli("track", "-u", "u1", "-e", "Signed Up", "--dry-run", "--write-key", "wk")
+    assert code == 0
+    assert '"type": "track"' in out or '"type":"track"' in out
+    assert "identifiers" not in out  # no Track API operation
