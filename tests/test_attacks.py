@@ -585,3 +585,26 @@ def test_a_timestamp_before_the_year_1000_is_iso_8601_and_is_not_silently_replac
     assert client.flush(timeout=30) is True and errors == []
     (op,) = json.loads(server.requests[0].body)["batch"]
     assert op["timestamp"] == (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(seconds=1)
+
+
+# -- "Both transports produce the same Customer.io state for the same calls"; "on v1 a person's operations stay in
+# -- order" ----------------------------------------------------------------------------------------------------------
+
+
+@VERSIONS
+def test_an_alias_merges_everything_the_old_id_did_before_it_on_both_transports(version: str) -> None:
+    # v1 sent the merge in the new person's lane only: most of the old id's earlier events arrived after it and made
+    # the old person again, with 18 of its 20 events; v2 (one ordered batch) merged all 20.
+    with LocalCustomerIO() as cio:
+        client = Client(SITE_ID, API_KEY, host=cio.url, api_version=version, upload_interval=0.2,
+                        max_requests_per_second=None)
+        for i in range(20):
+            client.track("old-user", f"Before {i}")
+        client.identify("new-user", {"plan": "pro"})
+        client.alias("old-user", "new-user")
+        client.alias("new-user", "new-user")  # a person merged into themselves: one lane, not two
+        client.track("new-user", "After")
+        assert client.shutdown(timeout=30) is True
+        assert [person["id"] for person in cio.state.people()] == ["new-user"]
+        assert sorted(e["name"] for e in cio.state.events()) == sorted([f"Before {i}" for i in range(20)] + ["After"])
+        assert {e["person"] for e in cio.state.events()} == {"new-user"}
