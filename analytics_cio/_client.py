@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 import threading
@@ -151,8 +152,14 @@ class Client:
         _check_non_negative_int("max_retries", max_retries)
         for name, number in (("upload_interval", upload_interval), ("timeout", timeout),
                              ("retry_deadline", retry_deadline), ("shutdown_timeout", shutdown_timeout)):
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not number >= 0:  # NaN too
                 raise ArgumentValueError(name, f"must be a number of seconds >= 0, not {number!r}")
+        # A request needs some time, and a deadline (urllib3 refuses 0; an endless one is what timeout prevents);
+        # a partial batch must go out some time. retry_deadline and shutdown_timeout may be endless.
+        if not 0 < timeout < math.inf:
+            raise ArgumentValueError("timeout", f"must be a positive, finite number of seconds, not {timeout!r}")
+        if upload_interval == math.inf:
+            raise ArgumentValueError("upload_interval", "must be a finite number of seconds, not inf")
         region = normalise_region(region)  # with a host or a transport too: a typo surfaces here, not later
         if api_version not in ("v1", "v2"):
             raise ArgumentValueError("api_version", f"must be 'v1' or 'v2', not {api_version!r}")
@@ -182,6 +189,7 @@ class Client:
             _runtime.warn_threads_starve()
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
+        self._debug_held = debug  # released once, by the first shutdown() to finish: shutdown() may be repeated
         if debug:
             _debug_logging.acquire()
         # The Track API mapping is imported when it is first needed: a Data Pipelines client never maps, and its
@@ -470,7 +478,9 @@ class Client:
         if self.send and not self._send_inline:
             done = self._worker.finish_close(deadline)
         self.transport.close()
-        if self.debug:
+        with self._close_lock:
+            held, self._debug_held = self._debug_held, False
+        if held:
             _debug_logging.release()
         return done
 

@@ -48,10 +48,11 @@ def _dates_converted(value: Any, depth: int = 0) -> Any:
     if depth >= _values.MAX_DEPTH:
         raise _Unsure
     kind = type(value)
-    if kind is dict:
-        changed: dict[str, Any] | None = None
-        for key, item in value.items():
-            if type(key) is not str:
+    if kind is dict or kind is list or kind is tuple:
+        is_dict = kind is dict
+        copied: Any = list(value) if kind is tuple else None  # a tuple always becomes a list, as JSON has it
+        for key, item in value.items() if is_dict else enumerate(value):
+            if is_dict and type(key) is not str:
                 raise _Unsure
             item_kind = type(item)
             if item_kind is str:  # the common leaf, without a call
@@ -66,21 +67,9 @@ def _dates_converted(value: Any, depth: int = 0) -> Any:
             else:
                 new = _dates_converted(item, depth + 1)
             if new is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = new
-        return value if changed is None else changed
-    if kind is list or kind is tuple:
-        copied: list[Any] | None = None if kind is list else list(value)
-        for index, item in enumerate(value):
-            item_kind = type(item)
-            if item_kind in _KEPT or (item_kind is str and (len(item) < 16 or item[4] != "-")):
-                continue
-            new = _dates_converted(item, depth + 1)
-            if new is not item:
                 if copied is None:
-                    copied = list(value)
-                copied[index] = new
+                    copied = dict(value) if is_dict else list(value)
+                copied[key] = new
         return value if copied is None else copied
     if kind is str:
         if len(value) >= 16:

@@ -72,6 +72,18 @@ class ImportOptions:
         return self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"
 
 
+# Messages the reader may have queued and not yet seen delivered: enough to keep full batches going, far below
+# the client's max_queue_size (a message refused as "queue full" would be counted as rejected).
+IN_FLIGHT = 20_000
+
+
+def _wait_for_room(client: Client, check: Callable[[], None]) -> None:
+    """Wait until the client has delivered half of what it holds: the reader goes no faster than Customer.io."""
+    while client.queue_size > IN_FLIGHT // 2:
+        check()
+        time.sleep(0.005)
+
+
 class Interrupted(Exception):
     """SIGTERM (or the parent process gone), raised in the main thread like Ctrl-C's KeyboardInterrupt."""
 
@@ -155,6 +167,8 @@ class Importer:
                 if in_chunk & 255 == 0:  # a checkpoint before this line?
                     self.lines_read += 256
                     ticks += 1
+                    if self.client.queue_size > IN_FLIGHT:
+                        _wait_for_room(self.client, lambda: self._check_parent(parent))
                     if in_chunk >= every or time.monotonic() >= due:
                         self._close_chunk(file_index, line, offset - len(raw))
                         in_chunk = 0
@@ -176,11 +190,13 @@ class Importer:
                 except ArgumentError as problem:
                     self._bad(file_index, line, BadLine("wrong argument", str(problem)))
                 else:
+                    if self.dry_run_out is None:
+                        dispatch.send(line, message)
+                        continue
                     before = self._captured()
                     dispatch.send(line, message)
-                    if self.dry_run_out is not None:
-                        for op, _ in self.client.transport.sent(before):  # type: ignore[attr-defined]
-                            self.dry_run_out.write(json.dumps(op, ensure_ascii=False) + "\n")
+                    for op, _ in self.client.transport.sent(before):  # type: ignore[attr-defined]
+                        self.dry_run_out.write(json.dumps(op, ensure_ascii=False) + "\n")
             self.lines_read += in_chunk & 255
             if file_index < len(files) - 1:
                 self._close_chunk(file_index + 1, 1, 0)
@@ -200,7 +216,7 @@ class Importer:
 
     def _captured(self) -> int:
         count: Callable[[], int] | None = getattr(self.client.transport, "count", None)
-        return count() if count is not None and self.dry_run_out is not None else 0
+        return count() if count is not None else 0
 
     def _bad(self, file_index: int, line: int, problem: BadLine) -> None:
         self.dispatch.bad(line, problem.kind)
@@ -293,7 +309,15 @@ def run_import(options: ImportOptions, make_client: ClientFactory, out: TextIO, 
             counts, interrupted = _one_worker(options, make_client, err, starts[0], fingerprints, dry_run_out,
                                               lambda read: progress.advance_to(bases[0] + read))
         else:
-            counts, interrupted = _many_workers(options, make_client, starts, fingerprints, progress, bases)
+            counts, interrupted, failures = _many_workers(options, make_client, starts, fingerprints, progress,
+                                                          bases)
+            if failures:
+                progress.close()
+                for failure in failures:
+                    print(f"error: {failure}", file=err)
+                print("The other workers' places are saved: run the same command with --resume to continue.",
+                      file=err)
+                return 1
     finally:
         progress.close()
     if interrupted:
@@ -388,8 +412,9 @@ def _worker_main(options: ImportOptions, make_client: ClientFactory, worker: int
 
 
 def _many_workers(options: ImportOptions, make_client: ClientFactory, starts: Sequence[Checkpoint | None],
-                  fingerprints: Sequence[str], progress: Progress, bases: Sequence[int]) -> tuple[ImportCounts, bool]:
-    """Run ``options.workers`` worker processes and sum their counts; (counts, interrupted)."""
+                  fingerprints: Sequence[str], progress: Progress, bases: Sequence[int]
+                  ) -> tuple[ImportCounts, bool, list[str]]:
+    """Run ``options.workers`` worker processes and sum their counts: (counts, interrupted, what failed)."""
     # Spawned, not forked: a fork copies whatever threads and locks this process holds (a client built by the
     # application, a logging handler mid-write), and the child must build its own client anyway. Spawning
     # costs a fresh interpreter per worker, a fraction of a second against an import of minutes.
@@ -421,13 +446,11 @@ def _many_workers(options: ImportOptions, make_client: ClientFactory, starts: Se
         counts, status = outcomes.get(worker, (None, "ended without a word (killed?)"))
         if counts is not None:
             total += counts
-        if status == "interrupted" or counts is None:
-            interrupted = True
-        if status not in ("done", "interrupted"):
-            failures.append(f"worker {worker + 1}: {status}")
-    if failures:
-        raise RuntimeError(f"the import stopped: {'; '.join(failures)}")
-    return total, interrupted
+        if status != "done" and not interrupted and status != "interrupted":
+            failures.append(f"worker {worker + 1} of {options.workers} {status}")
+        elif status != "done":
+            interrupted = True  # (a worker stopped by a signal of its own stops the whole import)
+    return total, interrupted, failures
 
 
 def _collect(processes: Sequence[Any], results: Any, tick: Callable[[], None]
@@ -544,6 +567,8 @@ def import_partition(items: Iterable[bytes | str | Mapping[str, Any]], client: C
             _import_item(dispatch, index, item)
             if index % settle_every == 0:
                 _settle(dispatch, counts)
+            elif index & 255 == 0 and client.queue_size > IN_FLIGHT:
+                _wait_for_room(client, lambda: None)
         _settle(dispatch, counts)
     finally:
         client.on_error = previous

@@ -199,7 +199,7 @@ class Worker:
         self._enqueue_marker(marker)
         if self._threads is None and not self._start():
             return functools.partial(self._work_inline, marker)
-        return marker.done.wait
+        return lambda timeout: marker.done.wait(_waitable(timeout))
 
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued, then stop for good. Returns within ``timeout`` (plus a moment) even when a
@@ -221,7 +221,9 @@ class Worker:
         marker = self._final
         if marker is None or _on_worker_thread():  # on_error calling shutdown: the threads end by themselves
             return marker is not None and marker.done.is_set()
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if marker.done.is_set() and self._threads is None:
+            return True  # a repeated shutdown() of a client that never started its threads: none to start now
+        timeout = None if deadline is None else _waitable(max(0.0, deadline - time.monotonic()))
         if self._threads is None and self._open_spool is None and list(self._inbox) == [marker]:
             marker.done.set()  # never used: nothing to deliver, no thread to start
             done = True
@@ -529,6 +531,11 @@ class Worker:
             self.report(error, messages)
         except BaseException:  # nothing a callback does may stop the worker
             logger.exception("analytics_cio: reporting undelivered messages failed")
+
+
+def _waitable(seconds: float | None) -> float | None:
+    """A timeout threading can wait for: it refuses one past ``TIMEOUT_MAX`` (``math.inf``), which means none."""
+    return None if seconds is None or seconds > threading.TIMEOUT_MAX else seconds
 
 
 _local = threading.local()

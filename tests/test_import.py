@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,10 @@ from analytics_cio.testing import Faults, LocalCustomerIO
 from .conftest import API_KEY, SITE_ID
 
 
-@pytest.fixture(autouse=True)
-def no_credentials_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_HOST", "CUSTOMERIO_REGION"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
-def cio() -> Iterator[LocalCustomerIO]:
-    with LocalCustomerIO(site_id=SITE_ID, api_key=API_KEY) as server:
-        yield server
+def cio(server: LocalCustomerIO) -> LocalCustomerIO:
+    """The local Customer.io (conftest's), by the name the command's tests give it."""
+    return server
 
 
 def send(server: LocalCustomerIO, *argv: str) -> tuple[int, str, str]:
@@ -425,7 +418,7 @@ def _wait_for(paths: list[Path], process: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL the parent", "SIGKILL every process"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL the parent", "SIGKILL every process", "SIGKILL one worker"])
 def test_an_interrupted_import_with_workers_resumes_to_exactly_once_delivery(cio: LocalCustomerIO, tmp_path: Path,
                                                                             how: str) -> None:
     export = tmp_path / "export.ndjson"
@@ -441,6 +434,8 @@ def test_an_interrupted_import_with_workers_resumes_to_exactly_once_delivery(cio
             first.send_signal(signal.SIGTERM)
         elif how == "SIGKILL the parent":
             first.kill()  # the workers notice their parent is gone and stop, keeping their checkpoints
+        elif how == "SIGKILL one worker":
+            os.kill(_workers(first.pid)[0], signal.SIGKILL)  # the other one finishes its share
         else:
             os.killpg(first.pid, signal.SIGKILL)
         out, err = first.communicate(timeout=120)
@@ -451,6 +446,9 @@ def test_an_interrupted_import_with_workers_resumes_to_exactly_once_delivery(cio
     if how == "SIGTERM":
         assert first.returncode == 130, out + err
         assert "Run the same command with --resume" in err
+    if how == "SIGKILL one worker":
+        assert first.returncode == 1, out + err
+        assert re.search(r"error: worker [12] of 2 ended without a word \(killed\?\)", err) and "--resume" in err
     deadline = time.monotonic() + 60
     while _workers_alive(first.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -468,6 +466,14 @@ def test_an_interrupted_import_with_workers_resumes_to_exactly_once_delivery(cio
     assert sorted(delivered_seqs(cio)) == seqs  # every line, once
     assert len({event["id"] for event in events}) == len(events) == 6000
     assert not any(path.exists() for path in checkpoints)
+
+
+def _workers(parent: int) -> list[int]:
+    """The import's worker processes, in the order they started (a spawned worker's parent is the import; the
+    semaphore tracker is left out)."""
+    found = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(parent)], capture_output=True,
+                           text=True).stdout
+    return sorted(int(line.split()[0]) for line in found.splitlines() if "spawn_main" in line)
 
 
 def _workers_alive(session: int) -> bool:
@@ -534,3 +540,17 @@ def test_import_partition_is_exported_lazily() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]"
     assert "import_partition" in analytics_cio.__all__ and "ImportCounts" in analytics_cio.__all__
+
+
+def test_the_reader_never_outruns_the_client_into_a_full_queue(cio: LocalCustomerIO,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from analytics_cio import _importer
+
+    monkeypatch.setattr(_importer, "IN_FLIGHT", 40)
+    cio.faults = Faults(latency=0.01)
+    client = Client(SITE_ID, API_KEY, host=cio.url, max_requests_per_second=None, max_queue_size=600,
+                    upload_size=20)  # the reader looks every 256 lines: 40 + 256 < 600
+    counts = import_partition([track(seq, f"u{seq % 7}") for seq in range(3000)], client)
+    client.shutdown()
+    assert (counts.delivered, counts.rejected) == (3000, 0)  # without the wait, most would be "queue full"
+    assert sorted(delivered_seqs(cio)) == list(range(3000))

@@ -25,12 +25,11 @@ import pytest
 from analytics_cio import ArgumentValueError, Client, LimitError, RejectedError, RetriesExhaustedError
 from analytics_cio._pipelines import PipelinesTransport, sent_at
 from analytics_cio._retry import RetryPolicy
-from analytics_cio._spool import SqliteSpool
 from analytics_cio._transport import WireOp
 from analytics_cio.testing import LocalCustomerIO, PipelinesCaptureTransport, Reply, capture
 from analytics_cio.testing._scripting import Faults
 
-from .conftest import Errors
+from .conftest import Errors, spool_count
 
 WRITE_KEY = "pipelines-write-key-3c2b1a"
 
@@ -387,7 +386,7 @@ def test_the_spool_keeps_messages_through_an_outage_and_sends_them_later(
     for i in range(5):
         client.track("u1", "Outage", {"seq": i})
     assert client.flush(timeout=10) is True
-    assert errors == [] and SqliteSpool(spool).count() == 5
+    assert errors == [] and spool_count(spool) == 5
     pipelines.faults = Faults()
     client.track("u1", "Back", {"seq": 5})
     assert client.flush(timeout=10) is True
@@ -395,7 +394,7 @@ def test_the_spool_keeps_messages_through_an_outage_and_sends_them_later(
     while len(pipelines.messages()) < 6 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(m["properties"]["seq"] for m in pipelines.messages()) == list(range(6))
-    assert SqliteSpool(spool).count() == 0
+    assert spool_count(spool) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
