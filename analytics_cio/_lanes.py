@@ -112,6 +112,7 @@ class _Scheduler:
         self.threads: list[threading.Thread] = []
         self.inline = False
         self.running: set[int] = set()  # id() of the ops in flight: a merge heads two lanes, and goes once
+        self.held: dict[int, float] = {}  # id() of a merge backing off -> when it may go (its other lane waits too)
 
     def run(self, ops: Sequence[WireOp]) -> list[WireOp]:
         self.add(ops)
@@ -159,6 +160,7 @@ class _Scheduler:
             if time.monotonic() < until - 0.001:  # a flush cut the wait short: every lane goes now
                 self.ready.extend(lane for _, _, lane in self.backing_off)
                 self.backing_off = []
+                self.held.clear()
             return True
         timeout = self.backing_off[0][0] - now if self.backing_off else None
         if self.stop is not None:
@@ -172,8 +174,12 @@ class _Scheduler:
         return True
 
     def start(self, lane: _Lane) -> None:
+        if not lane.ops or self.lanes.get(lane.key) is not lane:
+            return  # emptied by a merge it shared, and dropped, while it waited in ready or backing off
         op = lane.ops[0][0]
-        if id(op) in self.running or any(self.lanes[key].ops[0][0] is not op for key in _keys(op)):
+        if id(op) in self.running or self.held.get(id(op), 0.0) > time.monotonic():
+            return  # a merge in flight or backing off: its own lane's turn starts it again
+        if any(key not in self.lanes or self.lanes[key].ops[0][0] is not op for key in _keys(op)):
             return  # a merge that does not head its other lane yet: that lane starts it when it does
         self.running.add(id(op))
         self.in_flight += 1
@@ -227,12 +233,15 @@ class _Scheduler:
             if delay is not None:
                 lane.attempts += 1
                 heapq.heappush(self.backing_off, (now + delay, next(self.order), lane))
+                if len(_keys(op)) > 1:
+                    self.held[id(op)] = now + delay
                 return
             why = f"HTTP {status}: {reason}" if status else reason
             self.report(RetriesExhaustedError(
                 f"gave up after {lane.attempts + 1} attempts in {elapsed:.1f}s; last error: {why}", status=status,
             ), [op])
             self.settled.append(op)
+        self.held.pop(id(op), None)
         for key in _keys(op):  # the op heads each of its lanes
             lane = self.lanes[key]
             lane.ops.popleft()
