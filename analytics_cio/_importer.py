@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import multiprocessing
 import os
@@ -124,6 +125,7 @@ class Importer:
         self._stopping = False  # interrupted: settle nothing more
         self._failure: BaseException | None = None  # what stopped the settling thread
         self.lines_read = 0
+        self.collect_garbage = False  # collect at each checkpoint (the caller turned automatic collection off)
 
     def run(self) -> ImportCounts:
         """Import from the start checkpoint to the end; raises KeyboardInterrupt or :class:`Interrupted`."""
@@ -283,6 +285,8 @@ class Importer:
         state.file_index, state.next_line, state.offset = chunk.next_file, chunk.next_line, chunk.offset
         state.counts, state.done = self.counts, chunk.last
         checkpoints.write(checkpoints.path_for(self.options.checkpoint, self.worker, self.options.workers), state)
+        if self.collect_garbage:
+            gc.collect()
 
 
 # -- the whole import ----------------------------------------------------------------------------------------
@@ -388,11 +392,20 @@ def _one_worker(options: ImportOptions, make_client: ClientFactory, err: TextIO,
     share = 1.0 / options.workers
     importer = Importer(options, lambda on_error: make_client(on_error, share), err, worker=worker, start=start,
                         fingerprints=fingerprints, dry_run_out=dry_run_out, on_progress=on_progress)
+    importer.collect_garbage = True
+    collecting = gc.isenabled()
+    # The import's own process: the garbage collector runs at each checkpoint, not every 700 allocations. A
+    # line's objects hold no cycles (reference counting frees them), and each automatic full collection
+    # walked the 20,000 messages in flight: a fifth of the import's CPU.
+    gc.disable()
     try:
         with _signals_interrupt():
             return importer.run(), False
     except (KeyboardInterrupt, Interrupted):
         return importer.counts, True
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _worker_main(options: ImportOptions, make_client: ClientFactory, worker: int, start: Checkpoint | None,
