@@ -96,9 +96,11 @@ class Importer:
     """One worker: reads the files and hands its lines to the client on this thread; a second thread settles
     chunks and writes this worker's checkpoint.
 
-    The reader never waits for Customer.io: at each checkpoint it closes the chunk it read, and the settling
-    thread waits for the client's flush (everything queued before it delivered or reported), counts the chunk
-    and saves the checkpoint, while the reader goes on. At most two chunks wait at a time.
+    The reader does not wait for Customer.io's answers: at each checkpoint it closes the chunk it read, and the
+    settling thread waits for the client's flush (everything queued before it delivered or reported), counts
+    the chunk and saves the checkpoint, while the reader goes on. At most two chunks wait at a time, and the
+    reader pauses while the client holds :data:`IN_FLIGHT` messages. Owns its :class:`Dispatch` (and through
+    it the client), its problems report and its checkpoint file; the settling thread owns ``counts``.
 
     ``make_client(on_error)`` builds the client. With ``dry_run_out``, the client must use a
     :class:`~analytics_cio.testing.CaptureTransport` in sync mode: each line's operations are written there.
