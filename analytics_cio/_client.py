@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _lifecycle, _message, _runtime
 from ._before_send import BeforeSend, Hook
@@ -19,8 +20,7 @@ from ._encoding import encode
 from ._errors import ArgumentTypeError, ArgumentValueError, ClientClosedError, DeliveryError, QueueFullError
 from ._flush_after import FlushAfter
 from ._limits import OP_BYTES, check_op, check_size
-from ._mapping import MappingOptions, is_disabled, map_message
-from ._message import Message
+from ._message import Message, is_disabled
 from ._pipelines import PipelinesTransport
 from ._ratelimit import RateLimiter
 from ._regions import normalise_region
@@ -28,6 +28,9 @@ from ._retry import RetryPolicy
 from ._transport import BatchTransport, RequestTransport, Transport, WireOp
 from ._v1 import ENTITY_PATH
 from ._worker import Worker
+
+if TYPE_CHECKING:
+    from ._mapping import Mapped, MappingOptions
 
 # No NullHandler: with no logging set up by the application, Python's last-resort handler prints WARNING and
 # ERROR records to stderr, so undelivered data is visible by default. An application that configures logging
@@ -149,8 +152,14 @@ class Client:
         _check_non_negative_int("max_retries", max_retries)
         for name, number in (("upload_interval", upload_interval), ("timeout", timeout),
                              ("retry_deadline", retry_deadline), ("shutdown_timeout", shutdown_timeout)):
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not number >= 0:  # NaN too
                 raise ArgumentValueError(name, f"must be a number of seconds >= 0, not {number!r}")
+        # A request needs some time, and a deadline (urllib3 refuses 0; an endless one is what timeout prevents);
+        # a partial batch must go out some time. retry_deadline and shutdown_timeout may be endless.
+        if not 0 < timeout < math.inf:
+            raise ArgumentValueError("timeout", f"must be a positive, finite number of seconds, not {timeout!r}")
+        if upload_interval == math.inf:
+            raise ArgumentValueError("upload_interval", "must be a finite number of seconds, not inf")
         region = normalise_region(region)  # with a host or a transport too: a typo surfaces here, not later
         if api_version not in ("v1", "v2"):
             raise ArgumentValueError("api_version", f"must be 'v1' or 'v2', not {api_version!r}")
@@ -180,16 +189,19 @@ class Client:
             _runtime.warn_threads_starve()
         self.shutdown_timeout = shutdown_timeout
         self.debug = debug
+        self._debug_held = debug  # released once, by the first shutdown() to finish: shutdown() may be repeated
         if debug:
             _debug_logging.acquire()
-        self.mapping_options = MappingOptions(
-            convert_timestamps=convert_timestamps,
-            screen_as=screen_as,
-            device_token_event=device_token_event,
-            send_lifecycle_events=send_lifecycle_events,
-            email_as_id=email_as_id,
-            object_type_id=str(object_type_id),
-        )
+        # The Track API mapping is imported when it is first needed: a Data Pipelines client never maps, and its
+        # process is spared the module (about 1 MB).
+        self._mapping_settings: dict[str, Any] = {
+            "convert_timestamps": convert_timestamps, "screen_as": screen_as,
+            "device_token_event": device_token_event, "send_lifecycle_events": send_lifecycle_events,
+            "email_as_id": email_as_id, "object_type_id": str(object_type_id),
+        }
+        self._mapping: tuple[MappingOptions, Callable[[Message, MappingOptions], Mapped]] | None = None
+        if write_key is None:
+            self._load_mapping()
         policy = RetryPolicy(max_retries=max_retries, deadline=retry_deadline)
         self._encode: Callable[[Any], bytes] = functools.partial(encode, convert_timestamps=convert_timestamps)
         # Segment's spec keeps dates as ISO 8601 strings: Data Pipelines converts them itself.
@@ -232,6 +244,17 @@ class Client:
         self._queue_full_log = _Throttle(5.0)
         self._before_send = BeforeSend(before_send) if before_send else None  # None, False: no hook
         _lifecycle.track(self)
+
+    @property
+    def mapping_options(self) -> MappingOptions:
+        """How messages map to Track API operations (``convert_timestamps``, ``screen_as`` and the others)."""
+        return (self._mapping or self._load_mapping())[0]
+
+    def _load_mapping(self) -> tuple[MappingOptions, Callable[[Message, MappingOptions], Mapped]]:
+        from ._mapping import MappingOptions, map_message
+
+        self._mapping = (MappingOptions(**self._mapping_settings), map_message)
+        return self._mapping
 
     @property
     def policy(self) -> RetryPolicy:
@@ -455,7 +478,9 @@ class Client:
         if self.send and not self._send_inline:
             done = self._worker.finish_close(deadline)
         self.transport.close()
-        if self.debug:
+        with self._close_lock:
+            held, self._debug_held = self._debug_held, False
+        if held:
             _debug_logging.release()
         return done
 
@@ -526,7 +551,8 @@ class Client:
         report = report or self._report
         if getattr(self.transport, "segment", False):  # Data Pipelines: the message as it is, mapped by Customer.io
             return self._prepare_segment(message, report, queued)
-        mapped = map_message(message, self.mapping_options)
+        options, map_message = self._mapping or self._load_mapping()
+        mapped = map_message(message, options)
         for error in mapped.errors:
             report(error, [message])
         prepared = []

@@ -72,7 +72,8 @@ def _retire(client: Client) -> None:
 def wait_retired(deadline: float | None) -> bool:
     """Wait until every :func:`retire` has finished, or until ``deadline`` (monotonic); True if all did."""
     for thread in list(_retiring):
-        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        thread.join(None if wait is None or wait > threading.TIMEOUT_MAX else wait)  # (inf: no limit)
     return not any(thread.is_alive() for thread in list(_retiring))
 
 

@@ -19,6 +19,8 @@ from typing import Any, Final
 
 from . import _values
 from ._errors import DeliveryError, UnmappableError
+from ._message import DESTINATION_NAMES as DESTINATION_NAMES  # re-exported: they were defined here
+from ._message import is_disabled as is_disabled
 from ._ulid import derived_ulid, is_ulid
 from ._values import Verbatim, verbatim
 
@@ -28,8 +30,6 @@ Op = dict[str, Any]
 Message = Mapping[str, Any]
 
 EVENT_NAME_BYTES: Final = 100
-# The integrations keys Segment users have for Customer.io: the classic destination's, then the Actions one's.
-DESTINATION_NAMES: Final = ("Customer.io", "Customer.io (Actions)")
 EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 DEVICE_ADD_EVENTS: Final = frozenset({"Application Installed", "Application Opened", "Device Created or Updated"})
@@ -100,17 +100,6 @@ def map_message(message: Message, options: MappingOptions) -> Mapped:
     except UnmappableError as exc:
         return Mapped(errors=[exc])
     return Mapped(errors=[UnmappableError(f"unknown message type {kind!r}", field="type")])
-
-
-def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
-    """Whether ``integrations`` turns Customer.io off for this message, as Segment reads it."""
-    if not integrations:
-        return False
-    for name in DESTINATION_NAMES:
-        own = integrations.get(name)
-        if own is not None:
-            return own is False
-    return integrations.get("All") is False
 
 
 # -- who the person is ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Callable, Final, TypeVar
 
 from ._errors import ArgumentError, ArgumentTypeError, ArgumentValueError
 from ._ulid import new_ulid
-from ._values import scalar
+from ._values import has_surrogates, scalar, short_repr
 from ._version import __version__
 
 Message = dict[str, Any]
@@ -98,9 +98,12 @@ def identity(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        return _utf8_text(name, value)
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # an integer of more than 4,300 digits has no text (Python 3.11+)
+            raise ArgumentValueError(name, "is a number too large to write as text") from None
     raise ArgumentTypeError(name, f"must be a string or a number, not {type(value).__name__}")
 
 
@@ -114,6 +117,13 @@ def text(name: str, value: Any, required: bool) -> str | None:
         raise ArgumentTypeError(name, f"must be a string, not {type(value).__name__}")
     if required and not value:
         raise ArgumentValueError(name, "must not be empty")
+    return _utf8_text(name, value)
+
+
+def _utf8_text(name: str, value: str) -> str:
+    """``value``, unless it holds a lone surrogate (a bad decode upstream): no UTF-8 form, no URL, no limit check."""
+    if has_surrogates(value):
+        raise ArgumentValueError(name, f"holds a lone surrogate, which has no UTF-8 form: {short_repr(value)}")
     return value
 
 
@@ -148,7 +158,8 @@ def format_timestamp(value: Any) -> str:
         utc = _guess_timezone(value).astimezone(_UTC)
     except (OverflowError, ValueError):  # datetime.min at +05:00 is before the year 1 in UTC
         raise ArgumentValueError("timestamp", f"{value.isoformat()} is out of the range of dates in UTC") from None
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: "%Y" writes the year 999 as "999", which no ISO-8601 reader (the mapping's) takes.
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def build(
@@ -184,6 +195,21 @@ def build(
         "integrations": optional_dict("integrations", integrations) or {},
     }
     return message
+
+
+# The integrations keys Segment users have for Customer.io: the classic destination's, then the Actions one's.
+DESTINATION_NAMES: Final = ("Customer.io", "Customer.io (Actions)")
+
+
+def is_disabled(integrations: Mapping[str, Any] | None) -> bool:
+    """Whether ``integrations`` turns Customer.io off for this message, as Segment reads it."""
+    if not integrations:
+        return False
+    for name in DESTINATION_NAMES:
+        own = integrations.get(name)
+        if own is not None:
+            return own is False
+    return integrations.get("All") is False
 
 
 def properties(name: str, value: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,8 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Timeout, make_headers, parse_url
+
+from ._errors import ArgumentValueError
 
 logger = logging.getLogger("analytics_cio")
 
@@ -255,12 +258,17 @@ class HttpPool:
         self._secret: str | None = None
         manager: urllib3.PoolManager
         if self.proxy is not None:
-            proxy = parse_url(self.proxy)
-            if proxy.auth:
-                self._secret = proxy.auth
-                options["proxy_headers"] = make_headers(proxy_basic_auth=proxy.auth)
-                self.proxy = proxy._replace(auth=None).url
-            manager = urllib3.ProxyManager(self.proxy, **options)
+            try:
+                proxy = parse_url(self.proxy)
+                if proxy.auth:
+                    self._secret = proxy.auth
+                    options["proxy_headers"] = make_headers(proxy_basic_auth=proxy.auth)
+                    self.proxy = proxy._replace(auth=None).url
+                manager = urllib3.ProxyManager(self.proxy, **options)
+            except ValueError as exc:  # urllib3's LocationParseError, ProxySchemeUnknown: their text holds the URL
+                shown = re.sub(r"//[^/@]*@", "//***@", self.proxy)
+                raise ArgumentValueError("proxies", f"{shown} (from the option, else from HTTPS_PROXY/ALL_PROXY) is "
+                                                    f"not a usable proxy URL ({type(exc).__name__})") from None
         else:
             manager = urllib3.PoolManager(**options)
         manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}

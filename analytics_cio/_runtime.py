@@ -10,8 +10,8 @@ This module owns ``_warned`` (one warning per process).
 
 from __future__ import annotations
 
-import importlib
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -50,9 +50,7 @@ def warn_threads_starve() -> None:
 
 
 def _uwsgi() -> Any:
-    """uWSGI's embedded module, importable only inside a uWSGI process (a stub without ``opt`` is not it)."""
-    try:
-        module = importlib.import_module("uwsgi")
-    except ImportError:
-        return None
+    """uWSGI's embedded module: uWSGI imports it before it loads the app, so a dict lookup tells (an import
+    attempt would scan ``sys.path`` for every client built). A stub without ``opt`` is not it."""
+    module = sys.modules.get("uwsgi")
     return module if hasattr(module, "opt") else None

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS ops (
     owner TEXT NOT NULL DEFAULT ''
 )
 """
+_SQLITE_HEADER = b"SQLite format 3\x00"
 _inherited: list[sqlite3.Connection] = []  # connections a forked child inherited: never touched again
 _INSERT = "INSERT INTO ops (method, path, lane, data, message, owner) VALUES (?, ?, ?, ?, ?, ?)"
 _SELECT = "SELECT id, method, path, lane, data, message FROM ops"
@@ -239,8 +240,11 @@ def _create_private(path: str) -> None:
     so too: SQLite gives the WAL and shared-memory files it creates the database's own mode."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if os.fstat(fd).st_mode & 0o077 and hasattr(os, "fchmod"):
-            with contextlib.suppress(OSError):  # not ours to change (another user's file): used as it is
+        # Only an empty file or a SQLite database: a spool_path pointing at some other file is refused by SQLite
+        # next, and that file's mode is not ours to change.
+        if os.fstat(fd).st_mode & 0o077 and hasattr(os, "fchmod") and hasattr(os, "pread") and os.pread(
+                fd, 16, 0) in (b"", _SQLITE_HEADER):
+            with contextlib.suppress(OSError):  # another user's file: used as it is
                 os.fchmod(fd, 0o600)
     finally:
         os.close(fd)

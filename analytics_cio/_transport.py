@@ -1,6 +1,6 @@
 """Sending Customer.io operations over HTTP, through one urllib3 pool (``_pool``) for both API versions.
 
-Two transports share one interface:
+Two transports share one interface (a third, Data Pipelines', is ``_pipelines.PipelinesTransport``):
 
 - :class:`BatchTransport` (Track API v2): operations packed into ``POST /api/v2/batch``; the delivery core
   (``_delivery``) retries whole attempts.
@@ -29,13 +29,13 @@ from typing import Any, Callable, Final, Protocol
 from urllib.parse import urlsplit
 
 from . import _lanes
-from ._errors import DeliveryError
+from ._errors import ArgumentValueError, DeliveryError
 from ._limits import BATCH_BYTES, EVENT_DATA_BYTES, OP_BYTES
 from ._pool import Answer, HttpPool
 from ._ratelimit import RateLimiter
 from ._regions import HOSTS, normalise_region
 from ._retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
-from ._v1 import metrics_request, v1_request
+from ._v1 import ENTITY_PATH, metrics_request, v1_request
 from ._version import __version__
 
 logger = logging.getLogger("analytics_cio")
@@ -111,7 +111,11 @@ DELIVERED: Final = Outcome(True)
 
 
 class Transport(Protocol):
-    """What the worker needs from a transport. ``analytics_cio.testing`` provides one that sends nothing."""
+    """What the worker needs from a transport. ``analytics_cio.testing`` provides one that sends nothing.
+
+    ``prepare`` gets a Track API operation, unless the transport has ``segment = True`` (Data Pipelines,
+    ``_pipelines``): then the client maps nothing and hands it each Segment message as it is.
+    """
 
     max_batch_bytes: int  # bytes one send() may carry: the ops' data plus one separator byte each
     max_op_bytes: int
@@ -127,7 +131,10 @@ def base_url(region: str, host: str | None) -> str:
     if host:
         parts = urlsplit(host)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"host must be an http(s) URL such as https://track.customer.io, not {host!r}")
+            raise ArgumentValueError("host", f"must be an http(s) URL such as https://track.customer.io, not {host!r}")
+        if "@" in parts.netloc:  # never sent (the credentials are site_id and api_key), but logged and in reprs
+            raise ArgumentValueError("host", "must not hold a user name or password (user:password@): "
+                                             f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}")
         if parts.scheme == "http":
             logger.warning("analytics_cio: host %s is plain http: use it only for local testing", parts.netloc)
         return host.rstrip("/")
@@ -288,11 +295,13 @@ class HttpTransport:
             where = self.redact(answer.headers.get("location", "?"))
             return Outcome(False, status=status, reason=f"Customer.io redirected to {where}: is region right?")
         reason, field = error_reason(status, body, self.redact)
-        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+        retryable = is_retryable_status(status)
+        # A refusal (400, 403, ...) is not retried: a Retry-After on it must not hold the client's other requests.
+        retry_after = parse_retry_after(answer.headers.get("retry-after")) if retryable else None
         if retry_after is not None:
             # Hold back every request of this client at once, not only this one's retry.
             self.rate_limiter.pause(min(retry_after, MAX_RETRY_AFTER))
-        return Outcome(False, is_retryable_status(status), status, reason, field, retry_after)
+        return Outcome(False, retryable, status, reason, field, retry_after)
 
 
 def _log(method: str, path: str, result: int | str, started: float) -> None:
@@ -371,7 +380,8 @@ class RequestTransport(HttpTransport):
         """One request for one op, once the rate limit lets it start."""
         if not self.rate_limiter.acquire(stop):
             return Outcome(False, retryable=True, reason="stopped before sending")
-        return self.request(op.method, op.path, op.data if op.method != "DELETE" else None)
+        # No path: a v2 batch item that a v2 client left in the spool. It is the body /api/v2/entity takes.
+        return self.request(op.method, op.path or ENTITY_PATH, op.data if op.method != "DELETE" else None)
 
     def deliver(
         self,

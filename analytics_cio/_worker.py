@@ -8,17 +8,20 @@ Who owns what (nothing else is shared):
 
 ====================================  ================================================================
 the inbox: messages and markers       callers append (``deque.append`` is atomic); the encoder pops
-the encoder's round (at most ROUND)   the encoder thread alone
+the encoder's round (at most ROUND)   the encoder thread alone; callers read its size (``_in_hand``), so
+                                      a message the encoder holds still counts against the queue's bounds
 the outbox, the batch in flight,      ``Outbox`` (``_outbox.py``), under its one Condition: the encoder
 each op's ``settled`` claim           adds, the sender takes and claims, an overdue ``close()`` abandons
 retry state of the batch in flight    the sender thread alone (``_delivery.deliver``)
 spool rows set aside (``_set_aside``) the sender thread alone
+the pacing count (``_backlog_puts``)  callers (a racy count is fine: it only spaces their yields)
 ====================================  ================================================================
 
 The encoder takes at most ROUND items from the inbox at a time, so callers that never pause cannot keep it from
-handing work on: batches are cut, spooled and sent while they keep calling. What waits is held encoded: each
-operation's JSON and, once more than two batches wait (or with a spool), its message as compact JSON
-(``WireOp.compact``), which ``on_error`` gets back decoded.
+handing work on: batches are cut, spooled and sent while they keep calling; and once more than a batch waits, one
+call in YIELD_EVERY lets the worker threads run, so the sender is not starved of the GIL either. What waits
+is held encoded: each operation's JSON and, once more than two batches wait (or with a spool), its message as
+compact JSON (``WireOp.compact``), which ``on_error`` gets back decoded.
 
 A marker is a flush in the same FIFO: released once everything queued before it is settled (delivered or
 reported). The final marker is ``close()``'s: the threads end after it, and a closed worker never restarts.
@@ -52,6 +55,7 @@ Prepare = Callable[[Message], Sequence[WireOp]]  # reports what it cannot prepar
 Compact = Callable[[Message], bytes]
 
 ROUND: Final = 500  # inbox items the encoder takes at a time
+YIELD_EVERY: Final = 64  # while a backlog waits, one call in this many gives the GIL to the worker threads
 _THREAD_NAMES: Final = ("analytics-cio", "analytics-cio-send")
 
 
@@ -121,6 +125,9 @@ class Worker:
         self._inbox: collections.deque[Any] = collections.deque()
         self._outbox = Outbox(self.upload_size, self.upload_interval, self.transport.max_batch_bytes)
         self._average_bytes = 1024.0
+        self._backlog = self.upload_size
+        self._backlog_puts = 0  # calls made while more than _backlog ops waited
+        self._in_hand = 0  # messages taken from the inbox and not yet in the outbox (written by the encoder)
         self._set_aside: list[int] = []  # sender: spool ids whose retries ran out, kept for a later attempt
         self._wake = threading.Event()
         self._signaled = False
@@ -155,7 +162,7 @@ class Worker:
         if self._closed:
             return False
         inbox, outbox = self._inbox, self._outbox
-        waiting = len(inbox)
+        waiting = len(inbox) + self._in_hand
         if (
             waiting + outbox.added_ops - outbox.settled_ops >= self.max_queue_size
             or outbox.added_bytes - outbox.settled_bytes + waiting * self._average_bytes >= self.max_queue_bytes
@@ -167,6 +174,13 @@ class Worker:
             self._wake.set()
         if self._threads is None:
             self._start()
+        elif outbox.waiting > self._backlog:
+            # A caller loop that never pauses keeps the GIL for 5 ms at a time, and the sender needs it back after
+            # each of a request's half-dozen socket calls: delivery falls behind and the backlog grows. Once more
+            # than a batch waits, every YIELD_EVERY-th call lets another thread run, never blocking for long.
+            self._backlog_puts += 1
+            if not self._backlog_puts % YIELD_EVERY:
+                time.sleep(0)
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -187,7 +201,7 @@ class Worker:
         self._enqueue_marker(marker)
         if self._threads is None and not self._start():
             return functools.partial(self._work_inline, marker)
-        return marker.done.wait
+        return lambda timeout: marker.done.wait(_waitable(timeout))
 
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued, then stop for good. Returns within ``timeout`` (plus a moment) even when a
@@ -209,7 +223,9 @@ class Worker:
         marker = self._final
         if marker is None or _on_worker_thread():  # on_error calling shutdown: the threads end by themselves
             return marker is not None and marker.done.is_set()
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if marker.done.is_set() and self._threads is None:
+            return True  # a repeated shutdown() of a client that never started its threads: none to start now
+        timeout = None if deadline is None else _waitable(max(0.0, deadline - time.monotonic()))
         if self._threads is None and self._open_spool is None and list(self._inbox) == [marker]:
             marker.done.set()  # never used: nothing to deliver, no thread to start
             done = True
@@ -255,7 +271,7 @@ class Worker:
 
     def queued(self) -> int:
         """Messages and operations not yet delivered or reported."""
-        return len(self._inbox) + self._outbox.added_ops - self._outbox.settled_ops
+        return len(self._inbox) + self._in_hand + self._outbox.added_ops - self._outbox.settled_ops
 
     def _enqueue_marker(self, marker: Marker) -> None:
         self._inbox.append(marker)
@@ -309,6 +325,7 @@ class Worker:
                     return
             except Exception:  # the thread outlives any bug or bad message
                 logger.exception("analytics_cio: unexpected error in the encoder; it keeps running")
+                self._in_hand = 0
                 time.sleep(0.05)
 
     def _encode_round(self) -> bool:
@@ -323,6 +340,7 @@ class Worker:
         # second encode. Once more waits (an outage, a slow server) or the spool needs it, messages go compact.
         compacting = self.spool is not None or self._outbox.waiting >= 2 * self.upload_size
         for _ in range(min(len(inbox), ROUND)):
+            self._in_hand += 1  # counted before it leaves the inbox: the bounds never see it nowhere
             item = inbox.popleft()
             if type(item) is Marker:
                 items.append(item)
@@ -346,6 +364,7 @@ class Worker:
         if ops and self.spool is not None:
             self._spool_add([op for op in items if type(op) is WireOp])
         abandoned = not self._outbox.add(items)
+        self._in_hand = 0
         if ops:
             self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / ops
         for message, problem in failures:
@@ -517,6 +536,11 @@ class Worker:
             self.report(error, messages)
         except BaseException:  # nothing a callback does may stop the worker
             logger.exception("analytics_cio: reporting undelivered messages failed")
+
+
+def _waitable(seconds: float | None) -> float | None:
+    """A timeout threading can wait for: it refuses one past ``TIMEOUT_MAX`` (``math.inf``), which means none."""
+    return None if seconds is None or seconds > threading.TIMEOUT_MAX else seconds
 
 
 _local = threading.local()

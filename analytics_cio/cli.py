@@ -5,8 +5,9 @@
     analytics-cio import export.ndjson                   # Segment messages, one per line; --resume after Ctrl-C
     analytics-cio serve                                  # a local Customer.io for your app, on 127.0.0.1:8080
 
-Credentials come from ``--site-id``/``--api-key`` or ``CUSTOMERIO_SITE_ID``/``CUSTOMERIO_API_KEY``;
-``--dry-run`` needs none and prints the Customer.io operations instead of sending them.
+Credentials come from ``--site-id``/``--api-key`` or ``CUSTOMERIO_SITE_ID``/``CUSTOMERIO_API_KEY`` (or, for
+Customer.io Data Pipelines, ``--write-key`` or ``CUSTOMERIO_WRITE_KEY``); ``--dry-run`` needs none and prints
+what would be sent instead of sending it.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def _connection_options() -> argparse.ArgumentParser:
                        help="Track API site id (default: $CUSTOMERIO_SITE_ID)")
     group.add_argument("--api-key", default=os.environ.get("CUSTOMERIO_API_KEY"),
                        help="Track API key (default: $CUSTOMERIO_API_KEY)")
+    group.add_argument("--write-key", default=os.environ.get("CUSTOMERIO_WRITE_KEY"),
+                       help="Data Pipelines API key: send to Customer.io Data Pipelines instead of the Track API; "
+                            "--site-id/--api-key are then not used (default: $CUSTOMERIO_WRITE_KEY)")
     group.add_argument("--region", type=_region, choices=("us", "eu"),
                        default=os.environ.get("CUSTOMERIO_REGION", "us"),
                        help="your workspace's region, us or eu (default: $CUSTOMERIO_REGION or us)")
@@ -227,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--site-id", help="accept only this site id (default: any credentials)")
     serve.add_argument("--api-key", help="accept only this API key (default: any credentials)")
+    serve.add_argument("--write-key", help="accept only this Data Pipelines key on /v1/batch (default: any key)")
     serve.add_argument("--no-validate", action="store_true", help="accept whatever parses, without checking it")
     faults = serve.add_argument_group("faults, to test your own resilience")
     faults.add_argument("--error-rate", type=float, default=0.0, help="answer this share of requests with an error")
@@ -263,18 +268,24 @@ class _Announced(RetryPolicy):
 
 def _client_for(args: argparse.Namespace, on_error: Callable[[DeliveryError, Sequence[Any]], Any], *,
                 sync: bool, **options: Any) -> Client:
-    if args.dry_run:
-        from .testing import CaptureTransport
+    if args.dry_run:  # what would be sent: Track API operations, or with --write-key the Data Pipelines messages
+        from .testing import CaptureTransport, PipelinesCaptureTransport
 
-        return Client(transport=CaptureTransport(), sync_mode=sync, on_error=on_error, debug=args.debug, **options)
-    if not args.site_id or not args.api_key:
+        transport = PipelinesCaptureTransport() if args.write_key else CaptureTransport()
+        return Client(transport=transport, sync_mode=sync, on_error=on_error, debug=args.debug, **options)
+    if not args.write_key and (not args.site_id or not args.api_key):
         raise UsageError("no Customer.io credentials: pass --site-id and --api-key, or set CUSTOMERIO_SITE_ID and "
-                         "CUSTOMERIO_API_KEY (or try --dry-run, or `analytics-cio demo`)")
+                         "CUSTOMERIO_API_KEY; or --write-key for Data Pipelines (or try --dry-run, or "
+                         "`analytics-cio demo`)")
     if args.retries is not None:
         options.setdefault("max_retries", args.retries)
+    if args.write_key:
+        options["write_key"] = args.write_key
+    else:
+        options.update(site_id=args.site_id, api_key=args.api_key, api_version=args.api_version)
     try:
-        return Client(args.site_id, args.api_key, host=args.host, region=args.region, api_version=args.api_version,
-                      sync_mode=sync, on_error=on_error, debug=args.debug, **options)
+        return Client(host=args.host, region=args.region, sync_mode=sync, on_error=on_error, debug=args.debug,
+                      **options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -368,7 +379,7 @@ def run_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         files = expand(args.file)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if not args.dry_run and (not args.site_id or not args.api_key):
+    if not args.dry_run and not args.write_key and (not args.site_id or not args.api_key):
         _client_for(args, lambda error, messages: None, sync=True)  # says which credentials are missing
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -395,12 +406,12 @@ def run_serve(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     server = LocalCustomerIO(args.bind, args.port, site_id=args.site_id, api_key=args.api_key,
-                             validate=not args.no_validate, faults=faults)
+                             write_key=args.write_key, validate=not args.no_validate, faults=faults)
     try:
         server.start()
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}") from None
-    credentials = "only the given credentials" if args.site_id or args.api_key else "any credentials"
+    credentials = "only the given credentials" if args.site_id or args.api_key or args.write_key else "any credentials"
     print(f"Local Customer.io listening on {server.url} (accepts {credentials}).\n"
           f"  Browse it:      {server.url}/\n"
           f"  As JSON:        {server.url}/_state\n"

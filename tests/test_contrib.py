@@ -120,6 +120,29 @@ def test_django_credentials_default_to_the_environment(django_settings: Any, mon
         analytics_cio.region = "us"
 
 
+def test_a_django_write_key_selects_data_pipelines_and_needs_no_track_credentials(
+        django_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.test import override_settings
+
+    from analytics_cio.contrib.django import configure
+    from analytics_cio.contrib.django.apps import check_credentials
+
+    saved = analytics_cio.site_id, analytics_cio.api_key, analytics_cio.write_key
+    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "from-env")
+    monkeypatch.setenv("CUSTOMERIO_API_KEY", "key-from-env")
+    try:
+        analytics_cio.site_id = analytics_cio.api_key = None  # as at a process's start
+        configure({"write_key": "wk"})  # the environment's Track API credentials are not mixed in
+        assert (analytics_cio.site_id, analytics_cio.api_key, analytics_cio.write_key) == (None, None, "wk")
+    finally:
+        analytics_cio.shutdown()
+        analytics_cio.site_id, analytics_cio.api_key, analytics_cio.write_key = saved
+    monkeypatch.delenv("CUSTOMERIO_SITE_ID")
+    monkeypatch.delenv("CUSTOMERIO_API_KEY")
+    with override_settings(ANALYTICS_CIO={"write_key": "wk"}):
+        assert check_credentials() == []
+
+
 def test_manage_py_check_warns_without_credentials(django_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from django.test import override_settings
 
@@ -215,6 +238,17 @@ def test_the_flask_extension_sends_from_a_view(make_app: Callable[..., Any], ser
     assert person is not None
     assert person["attributes"] == {"plan": "pro"}
     assert [e["name"] for e in person["events"]] == ["Signed Up"]
+
+
+def test_a_flask_app_with_a_write_key_sends_to_data_pipelines(make_app: Callable[..., Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "from-the-environment")  # not taken: the write key chose Pipelines
+    with LocalCustomerIO(write_key="wk") as pipelines:
+        app = make_app(ANALYTICS_CIO_SITE_ID=None, ANALYTICS_CIO_API_KEY=None, ANALYTICS_CIO_WRITE_KEY="wk",
+                       ANALYTICS_CIO_HOST=pipelines.url)
+        assert app.test_client().post("/signup", data={"email": "ada@example.com"}).status_code == 201
+        assert [(m["type"], m["userId"]) for m in pipelines.messages()] == [("identify", "ada@example.com"),
+                                                                             ("track", "ada@example.com")]
 
 
 def test_each_flask_app_has_its_own_client(make_app: Callable[..., Any], server: LocalCustomerIO) -> None:

@@ -21,7 +21,7 @@ from analytics_cio._retry import RetryPolicy
 from analytics_cio._spool import SqliteSpool
 from analytics_cio.testing._server import Faults, LocalCustomerIO, Reply
 
-from .conftest import API_KEY, SITE_ID, Errors
+from .conftest import API_KEY, SITE_ID, Errors, spool_count
 
 
 def fast(client: Client, **policy: Any) -> Client:
@@ -304,7 +304,7 @@ def test_spool_survives_sigkill(server: LocalCustomerIO, tmp_path: Any) -> None:
     """)
     result = subprocess.run([sys.executable, "-c", script], timeout=60)
     assert result.returncode == -signal.SIGKILL
-    assert SqliteSpool(spool).count() == 301
+    assert spool_count(spool) == 301
     assert server.ops() == []  # nothing got through during the outage
 
     server.faults = Faults()
@@ -316,7 +316,7 @@ def test_spool_survives_sigkill(server: LocalCustomerIO, tmp_path: Any) -> None:
     assert names[:300] == ["Durable"] * 300 and names[-1] == "After restart"  # the backlog goes first
     assert sorted(op["attributes"]["i"] for op in server.ops() if op.get("name") == "Durable") == list(range(300))
     assert any(op["action"] == "identify" for op in server.ops())
-    assert SqliteSpool(spool).count() == 0
+    assert spool_count(spool) == 0
 
 
 def test_spool_keeps_what_outlives_the_retry_deadline(server: LocalCustomerIO, tmp_path: Any,
@@ -328,7 +328,7 @@ def test_spool_keeps_what_outlives_the_retry_deadline(server: LocalCustomerIO, t
     for i in range(5):
         client.track("u", "Outage", {"i": i})
     client.shutdown()
-    assert SqliteSpool(spool).count() == 5
+    assert spool_count(spool) == 5
     assert errors == []  # not lost, so not reported: kept for the next start
 
     server.faults = Faults()
@@ -345,7 +345,7 @@ def test_refused_ops_leave_the_spool(server: LocalCustomerIO, tmp_path: Any, err
     client.track("u", "Refused")
     client.flush()
     client.shutdown()
-    assert SqliteSpool(spool).count() == 0 and len(errors) == 1
+    assert spool_count(spool) == 0 and len(errors) == 1
     with pytest.raises(sqlite3.ProgrammingError):  # shutdown released the spool's connection
         client._worker.spool.count()  # type: ignore[union-attr]
 
@@ -372,6 +372,7 @@ def test_the_spool_takes_each_message_promptly_even_while_a_batch_is_held(server
     assert server.requests == []
     client.shutdown()
     assert reader.count() == 0 and len(server.ops()) == 2
+    reader.close()
 
 
 class _PatientPolicy(RetryPolicy):

@@ -395,8 +395,8 @@ def test_two_workers_deliver_every_line_once_and_each_persons_lines_in_order(cio
 
 
 def test_each_worker_gets_its_share_of_the_request_budget() -> None:
-    args = argparse.Namespace(dry_run=False, site_id="s", api_key="k", host="http://127.0.0.1:9", region="us",
-                              api_version="v2", debug=False, retries=None, rate=30.0)
+    args = argparse.Namespace(dry_run=False, site_id="s", api_key="k", write_key=None, host="http://127.0.0.1:9",
+                              region="us", api_version="v2", debug=False, retries=None, rate=30.0)
     client = _ImportClients(args)(lambda error, messages: None, 1 / 3)
     try:
         assert client.transport.rate_limiter._interval == pytest.approx(1 / 10)  # type: ignore[attr-defined]

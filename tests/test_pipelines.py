@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import io
 import json
 import logging
 import os
@@ -24,12 +25,11 @@ import pytest
 from analytics_cio import ArgumentValueError, Client, LimitError, RejectedError, RetriesExhaustedError
 from analytics_cio._pipelines import PipelinesTransport, sent_at
 from analytics_cio._retry import RetryPolicy
-from analytics_cio._spool import SqliteSpool
 from analytics_cio._transport import WireOp
 from analytics_cio.testing import LocalCustomerIO, PipelinesCaptureTransport, Reply, capture
 from analytics_cio.testing._scripting import Faults
 
-from .conftest import Errors
+from .conftest import Errors, spool_count
 
 WRITE_KEY = "pipelines-write-key-3c2b1a"
 
@@ -386,7 +386,7 @@ def test_the_spool_keeps_messages_through_an_outage_and_sends_them_later(
     for i in range(5):
         client.track("u1", "Outage", {"seq": i})
     assert client.flush(timeout=10) is True
-    assert errors == [] and SqliteSpool(spool).count() == 5
+    assert errors == [] and spool_count(spool) == 5
     pipelines.faults = Faults()
     client.track("u1", "Back", {"seq": 5})
     assert client.flush(timeout=10) is True
@@ -394,7 +394,7 @@ def test_the_spool_keeps_messages_through_an_outage_and_sends_them_later(
     while len(pipelines.messages()) < 6 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(m["properties"]["seq"] for m in pipelines.messages()) == list(range(6))
-    assert SqliteSpool(spool).count() == 0
+    assert spool_count(spool) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -575,3 +575,31 @@ def test_capture_reports_a_message_too_large_through_on_error(errors: Errors) ->
         assert isinstance(captured.errors[0][0], LimitError)
     finally:
         client.shutdown()
+
+
+# -- the command line --------------------------------------------------------------------------------------
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    from analytics_cio.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_cli_sends_to_data_pipelines_with_write_key(pipelines: LocalCustomerIO,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "from-env")  # not used: the write key chose Data Pipelines
+    code, _, err = _cli("track", "-u", "u1", "-e", "Signed Up", "-p", "plan=pro", "--host", pipelines.url,
+                        "--write-key", WRITE_KEY)
+    assert code == 0, err
+    (message,) = pipelines.messages()
+    assert (message["type"], message["event"], message["properties"]) == ("track", "Signed Up", {"plan": "pro"})
+
+
+def test_the_cli_dry_run_with_a_write_key_prints_the_segment_message() -> None:
+    code, out, _ = _cli("track", "-u", "u1", "-e", "Signed Up", "--dry-run", "--write-key", "wk")
+    assert code == 0
+    assert '"type": "track"' in out or '"type":"track"' in out
+    assert "identifiers" not in out  # no Track API operation

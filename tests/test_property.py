@@ -46,7 +46,7 @@ values = st.recursive(
     max_leaves=20,
 )
 documents = st.dictionaries(st.text(max_size=12), values, max_size=6)
-names = st.text(st.characters(blacklist_categories=()), max_size=120)
+names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)  # a lone surrogate is refused at the call
 
 calls = st.one_of(
     st.tuples(st.just("identify"), documents, st.none()),

@@ -64,10 +64,11 @@ class UWSGI:
         (tmp_path / "app.py").write_text(textwrap.dedent(APP))
         self.port = free_port()
         self.log = tmp_path / "uwsgi.log"
+        venv = ["--virtualenv", sys.prefix] if sys.prefix != sys.base_prefix else []  # uwsgi's Python: this one's
         env = {**os.environ, "CIO_URL": server.url, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
         self.process = subprocess.Popen(
             [binary, "--http", f"127.0.0.1:{self.port}", "--wsgi-file", str(tmp_path / "app.py"), "--master",
-             "--processes", "1", "--logto", str(self.log), *options],
+             "--processes", "1", "--logto", str(self.log), *venv, *options],
             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
 

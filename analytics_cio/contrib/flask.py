@@ -45,6 +45,8 @@ def client_options(config: Any) -> dict[str, Any]:
         names = ", ".join(PREFIX + name.upper() for name in unknown)
         raise RuntimeError(f"unknown analytics_cio option(s) {names}; the options are: "
                            + ", ".join(PREFIX + name.upper() for name in sorted(_OPTIONS)))
+    if options.get("write_key"):  # Data Pipelines (ANALYTICS_CIO_WRITE_KEY): no Track API credentials
+        return options
     for name, variable in _ENVIRONMENT.items():
         if not options.get(name) and os.environ.get(variable):
             options[name] = os.environ[variable]
@@ -60,13 +62,13 @@ class Analytics:
 
     def init_app(self, app: Flask) -> None:
         options = client_options(app.config)
-        if options.get("send", True) and options.get("transport") is None:
+        if options.get("send", True) and options.get("transport") is None and not options.get("write_key"):
             missing = [name for name in ("site_id", "api_key") if not options.get(name)]
             if missing:
                 raise RuntimeError(
                     f"analytics_cio needs {' and '.join(PREFIX + m.upper() for m in missing)} in app.config (or "
-                    "CUSTOMERIO_SITE_ID / CUSTOMERIO_API_KEY in the environment); set ANALYTICS_CIO_SEND = False "
-                    "where nothing should be sent"
+                    "CUSTOMERIO_SITE_ID / CUSTOMERIO_API_KEY in the environment), or ANALYTICS_CIO_WRITE_KEY for "
+                    "Customer.io Data Pipelines; set ANALYTICS_CIO_SEND = False where nothing should be sent"
                 )
         client = Client(**options)
         app.extensions[EXTENSION] = client

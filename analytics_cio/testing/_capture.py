@@ -24,7 +24,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from .._encoding import encode
 from .._errors import DeliveryError
@@ -44,7 +44,57 @@ OnError = Callable[[DeliveryError, Sequence[Any]], Any]
 EVENT_ACTIONS = ("event", "page", "screen")
 
 
-class CaptureTransport:
+_Recorder = TypeVar("_Recorder", bound="_Recording")
+
+
+class _Recording:
+    """What both capture transports share: what they accepted, in order, under one lock (a twin shares both)."""
+
+    def __init__(self, validate: bool) -> None:
+        self.validate = validate
+        self._lock = threading.Lock()
+        self._sent: list[tuple[dict[str, Any], Any]] = []
+
+    def _refusal(self, sent: dict[str, Any]) -> Outcome | None:
+        """How Customer.io would refuse ``sent`` (decoded), or None."""
+        raise NotImplementedError
+
+    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for wire in ops:
+                sent = json.loads(wire.data)
+                refused = self._refusal(sent) if self.validate else None
+                if refused is not None:
+                    outcomes.append(refused)
+                    continue
+                self._sent.append((sent, wire.message))
+                outcomes.append(DELIVERED)
+        return outcomes
+
+    def close(self) -> None:
+        """Nothing to release; what was captured stays readable."""
+
+    def sent(self, start: int = 0) -> list[tuple[dict[str, Any], Any]]:
+        """What was accepted (decoded), each with the message it came from, in order, from ``start``."""
+        with self._lock:
+            return self._sent[start:]
+
+    def count(self) -> int:
+        """How many were accepted."""
+        with self._lock:
+            return len(self._sent)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sent.clear()
+
+    def _recording_into_this(self, other: _Recorder) -> _Recorder:
+        other._lock, other._sent = self._lock, self._sent
+        return other
+
+
+class CaptureTransport(_Recording):
     """A transport that keeps every operation instead of sending it (see ``Client(transport=...)``).
 
     ``validate=True`` refuses, as Customer.io would, the operations the Track API does not accept: the client
@@ -57,10 +107,8 @@ class CaptureTransport:
     max_op_bytes = OP_BYTES
 
     def __init__(self, *, convert_timestamps: bool = True, validate: bool = True) -> None:
+        super().__init__(validate)
         self.convert_timestamps = convert_timestamps
-        self.validate = validate
-        self._lock = threading.Lock()
-        self._sent: list[tuple[dict[str, Any], Any]] = []
 
     def __repr__(self) -> str:
         return f"CaptureTransport({len(self._sent)} operations)"
@@ -68,46 +116,21 @@ class CaptureTransport:
     def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
         return WireOp(encode(op, self.convert_timestamps), message)
 
-    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        with self._lock:
-            for wire in ops:
-                op = json.loads(wire.data)
-                problems = _problems(op) if self.validate else []
-                if problems:
-                    first = problems[0]
-                    reason = ": ".join(part for part in (first.reason, first.field, first.message) if part)
-                    outcomes.append(Outcome(False, status=400, reason=reason, field=first.field or None))
-                    continue
-                self._sent.append((op, wire.message))
-                outcomes.append(DELIVERED)
-        return outcomes
-
-    def close(self) -> None:
-        """Nothing to release; what was captured stays readable."""
-
-    def sent(self, start: int = 0) -> list[tuple[dict[str, Any], Any]]:
-        """The accepted operations (decoded), each with the message it came from, in order, from ``start``."""
-        with self._lock:
-            return self._sent[start:]
-
-    def count(self) -> int:
-        """How many operations were accepted."""
-        with self._lock:
-            return len(self._sent)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._sent.clear()
+    def _refusal(self, sent: dict[str, Any]) -> Outcome | None:
+        problems = _problems(sent)
+        if not problems:
+            return None
+        first = problems[0]
+        reason = ": ".join(part for part in (first.reason, first.field, first.message) if part)
+        return Outcome(False, status=400, reason=reason, field=first.field or None)
 
     def twin(self, *, convert_timestamps: bool) -> CaptureTransport:
         """A transport for another client that records into this one: one list, in the order of the calls."""
-        other = CaptureTransport(convert_timestamps=convert_timestamps, validate=self.validate)
-        other._lock, other._sent = self._lock, self._sent
-        return other
+        return self._recording_into_this(CaptureTransport(convert_timestamps=convert_timestamps,
+                                                          validate=self.validate))
 
 
-class PipelinesCaptureTransport:
+class PipelinesCaptureTransport(_Recording):
     """A Data Pipelines transport that keeps every message instead of sending it.
 
     ``validate=True`` refuses what Data Pipelines refuses (``_pipelinesapi.message_problem``): the client then
@@ -119,9 +142,7 @@ class PipelinesCaptureTransport:
     max_op_bytes = PipelinesTransport.max_op_bytes
 
     def __init__(self, *, validate: bool = True) -> None:
-        self.validate = validate
-        self._lock = threading.Lock()
-        self._sent: list[tuple[dict[str, Any], Any]] = []
+        super().__init__(validate)
 
     def __repr__(self) -> str:
         return f"PipelinesCaptureTransport({len(self._sent)} messages)"
@@ -129,40 +150,13 @@ class PipelinesCaptureTransport:
     def prepare(self, op: Mapping[str, Any], message: Any) -> WireOp:
         return WireOp(encode(op, False), message)
 
-    def send(self, ops: Sequence[WireOp], stop: threading.Event | None = None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        with self._lock:
-            for wire in ops:
-                sent = json.loads(wire.data)
-                problem = message_problem(sent) if self.validate else None
-                if problem is not None:
-                    outcomes.append(Outcome(False, status=400, reason=problem))
-                    continue
-                self._sent.append((sent, wire.message))
-                outcomes.append(DELIVERED)
-        return outcomes
-
-    def close(self) -> None:
-        """Nothing to release; what was captured stays readable."""
-
-    def sent(self, start: int = 0) -> list[tuple[dict[str, Any], Any]]:
-        """The accepted messages as sent (decoded), each with the message it came from, in order."""
-        with self._lock:
-            return self._sent[start:]
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._sent)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._sent.clear()
+    def _refusal(self, sent: dict[str, Any]) -> Outcome | None:
+        problem = message_problem(sent)
+        return None if problem is None else Outcome(False, status=400, reason=problem)
 
     def twin(self, *, convert_timestamps: bool) -> PipelinesCaptureTransport:
         """A transport for another client that records into this one."""
-        other = PipelinesCaptureTransport(validate=self.validate)
-        other._lock, other._sent = self._lock, self._sent
-        return other
+        return self._recording_into_this(PipelinesCaptureTransport(validate=self.validate))
 
 
 AnyCapture = Union[CaptureTransport, PipelinesCaptureTransport]

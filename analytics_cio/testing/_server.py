@@ -1,4 +1,5 @@
-"""The local Customer.io: a real HTTP server that speaks the Track API on 127.0.0.1.
+"""The local Customer.io: a real HTTP server that speaks the Track API (and Data Pipelines' ``/v1/batch``) on
+127.0.0.1.
 
 Tests script it (:meth:`LocalCustomerIO.script`, :class:`Faults`) and read what it received
 (:attr:`~LocalCustomerIO.requests`, :meth:`~LocalCustomerIO.ops`) and what that did (:attr:`~LocalCustomerIO.state`);
@@ -11,7 +12,8 @@ What happens to a request, in order:
    ``POST /_reset``, ``/favicon.ico``) are answered now and never recorded.
 2. A scripted :class:`Reply`, if one is queued, answers it; else :class:`Faults` may delay, drop or fail it.
    Neither reaches validation or state.
-3. The path must be one of the Track API's (404; 405 for a wrong method), then HTTP Basic auth (401).
+3. The path must be one of the Track API's or Data Pipelines' ``/v1/batch`` (404; 405 for a wrong method),
+   then its auth (401): HTTP Basic with the site id and API key, or for ``/v1/batch`` the write key.
 4. The body is gunzipped (``Content-Encoding: gzip``; other codings 415) and goes to the endpoint: a v1 one
    translates the request into the v2 operations it stands for, a v2 one checks its size and parses it. The ops
    are validated and valid ones change :class:`~analytics_cio.testing._state.State`. With ``validate=False``
@@ -24,9 +26,9 @@ connection was dropped) before its answer is sent, so a client holding its answe
 This module is the server and the order above; each step's details have their own module: ``_httpd.py``
 (connections and body framing), ``_scripting.py`` (:class:`Reply`, :class:`Faults`), ``_recorded.py``
 (:class:`RecordedRequest`), ``_body.py`` (gzip and strict JSON), ``_routes.py`` (finding the endpoint),
-``_v1api.py`` and ``_v2api.py`` (the endpoints, with v1's translation and v2's size limits), ``_answers.py``
-(Customer.io's answer shapes), ``_validation.py`` (which operations are valid) and ``_state.py`` (what they do,
-and the model's choices).
+``_v1api.py``, ``_v2api.py`` and ``_pipelinesapi.py`` (the endpoints, with v1's translation and the size
+limits), ``_answers.py`` (Customer.io's answer shapes), ``_validation.py`` (which operations are valid) and
+``_state.py`` (what they do, and the model's choices).
 """
 
 from __future__ import annotations

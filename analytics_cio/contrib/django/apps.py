@@ -30,8 +30,8 @@ def configure(options: Mapping[str, Any] | None) -> None:
             + ", ".join(sorted(analytics_cio._SETTINGS))
         )
     for name, variable in _ENVIRONMENT.items():
-        if not options.get(name) and os.environ.get(variable):
-            options[name] = os.environ[variable]
+        if not options.get("write_key") and not options.get(name) and os.environ.get(variable):
+            options[name] = os.environ[variable]  # Track API credentials, unless a write key chose Data Pipelines
     for name, value in options.items():
         setattr(analytics_cio, name, value)
 
@@ -66,7 +66,7 @@ def _register_shutdown() -> None:
 def check_credentials(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """``manage.py check``: without credentials every call would fail."""
     options = getattr(settings, SETTING, None) or {}
-    if options.get("send") is False or options.get("transport") is not None:
+    if options.get("send") is False or options.get("transport") is not None or options.get("write_key"):
         return []
     missing = [name for name, variable in _ENVIRONMENT.items()
                if not options.get(name) and not os.environ.get(variable)]
