@@ -8,9 +8,9 @@ line of a Segment export does), a light walk converts those strings alone and th
 of any other kind than JSON's own (and datetimes) takes the full walk. All paths give the same JSON for the
 same data.
 
-With the ``orjson`` extra installed the fast path uses it instead of the standard library's encoder (about five
-times faster on a typical event; benchmarks/README.md). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps
-the standard library's, to compare the two.
+With the ``orjson`` extra installed (and Python 3.10 or later) the fast path uses it instead of the standard
+library's encoder (about five times faster on a typical event; benchmarks/README.md). ``ANALYTICS_CIO_JSON=stdlib``
+in the environment keeps the standard library's, to compare the two.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from typing import Any, Callable, Final
 
 from . import _values
@@ -130,6 +131,10 @@ _ISO_HINT_BYTES: Final = re.compile(_ISO_HINT.pattern.encode())
 try:
     if os.environ.get("ANALYTICS_CIO_JSON", "").lower() == "stdlib":
         raise ImportError("the standard library's encoder was asked for")
+    if sys.version_info < (3, 10):
+        # On CPython 3.9, orjson 3.10 and 3.11 (the last to support it) corrupt the heap on a value nested ~150
+        # levels deep inside an operation ("realloc(): invalid next size"): the process aborts. Not worth it.
+        raise ImportError("orjson is not used on Python 3.9")
     import orjson as _orjson
 
     # Datetimes go to the default hook (they may become Unix seconds); NaN becomes null, as clean() makes it. A

@@ -363,13 +363,14 @@ class Worker:
             ops += len(prepared)
         if ops and self.spool is not None:
             self._spool_add([op for op in items if type(op) is WireOp])
+        # Reported before the round is handed on: a flush queued behind these must not be released first.
+        for message, problem in failures:
+            logger.error("analytics_cio: could not prepare a message", exc_info=problem)
+            self._report_messages(DeliveryError(f"could not prepare the message: {problem!r}"), [message])
         abandoned = not self._outbox.add(items)
         self._in_hand = 0
         if ops:
             self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / ops
-        for message, problem in failures:
-            logger.error("analytics_cio: could not prepare a message", exc_info=problem)
-            self._report_messages(DeliveryError(f"could not prepare the message: {problem!r}"), [message])
         if abandoned:  # close() gave up meanwhile: these never reached the outbox it emptied
             self._give_up([i for i in items if type(i) is WireOp])
             for item in items:
