@@ -554,3 +554,19 @@ def test_the_reader_never_outruns_the_client_into_a_full_queue(cio: LocalCustome
     client.shutdown()
     assert (counts.delivered, counts.rejected) == (3000, 0)  # without the wait, most would be "queue full"
     assert sorted(delivered_seqs(cio)) == list(range(3000))
+
+
+def test_the_import_gives_the_garbage_collector_back_as_it_found_it(cio: LocalCustomerIO, tmp_path: Path) -> None:
+    import gc
+
+    export = tmp_path / "export.ndjson"
+    write_export(export, 50)
+    assert gc.isenabled()
+    assert send(cio, "import", str(export))[0] == 0
+    assert gc.isenabled()  # off while it ran (collected at each checkpoint), on again after
+    gc.disable()
+    try:
+        assert send(cio, "import", str(export), "--restart")[0] == 0
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
