@@ -8,10 +8,10 @@ line of a Segment export does), a light walk converts those strings alone and th
 of any other kind than JSON's own (and datetimes) takes the full walk. All paths give the same JSON for the
 same data.
 
-With the ``orjson`` extra installed the fast path uses it instead of the standard library's encoder (about five
-times faster on a typical event; benchmarks/README.md), unless it is one of the versions that corrupt memory
-(see ``orjson_is_safe``). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps the standard library's, to
-compare the two.
+With the ``orjson`` extra installed (and Python 3.10 or later) the fast path uses it instead of the standard
+library's encoder (about five times faster on a typical event; benchmarks/README.md), unless it is one of the
+versions that corrupt memory (see ``orjson_is_safe``). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps
+the standard library's, to compare the two.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from typing import Any, Callable, Final
 
 from . import _values
@@ -130,7 +131,7 @@ _ENCODERS: Final = {True: _encoder(True), False: _encoder(False)}
 _ISO_HINT_BYTES: Final = re.compile(_ISO_HINT.pattern.encode())
 # orjson 3.10.6 to 3.11.5 write past their output buffer while closing a deeply nested value (a value 150 levels
 # deep in an operation of about 1 KB corrupts the heap and aborts the process; measured on Python 3.9 and 3.12).
-# Python 3.9 gets no later orjson. Those versions are left unused: the standard library's encoder is used instead.
+# Those versions are left unused on any Python: the standard library's encoder is used instead.
 _ORJSON_BROKEN: Final = ((3, 10, 6), (3, 11, 5))
 
 
@@ -146,6 +147,10 @@ def orjson_is_safe(version: str) -> bool:
 try:
     if os.environ.get("ANALYTICS_CIO_JSON", "").lower() == "stdlib":
         raise ImportError("the standard library's encoder was asked for")
+    if sys.version_info < (3, 10):
+        # On CPython 3.9, orjson 3.10 and 3.11 (the last to support it) corrupt the heap on a value nested ~150
+        # levels deep inside an operation ("realloc(): invalid next size"): the process aborts. Not worth it.
+        raise ImportError("orjson is not used on Python 3.9")
     import orjson as _orjson
 
     if not orjson_is_safe(_orjson.__version__):

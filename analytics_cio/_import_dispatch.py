@@ -16,8 +16,6 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Final
 
-from dateutil.parser import isoparse
-
 from . import _message
 from ._client import Client
 from ._errors import ArgumentValueError, DeliveryError
@@ -61,6 +59,8 @@ def _timestamp(message: Mapping[str, Any]) -> tuple[str | None, dt.datetime | No
             # The C parser first; Python before 3.11 cannot read a "Z", and dateutil reads what it cannot.
             parsed = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
         except ValueError:
+            from dateutil.parser import isoparse  # only for what the C parser cannot read (as _values does)
+
             try:
                 parsed = isoparse(value)
             except (ValueError, OverflowError):

@@ -3,8 +3,8 @@ decoded to JSON or refused as a :class:`BadLine`.
 
 JSON is decoded by orjson when it is installed, else by the standard library; a line orjson refuses is decoded
 again by the standard library, which reads what orjson does not (NaN, infinities, lone surrogates) and names the
-problem the same way whichever decoder is installed. One difference remains: orjson reads an integer past 64
-bits as the nearest float (as JavaScript, and so Segment, would), the standard library keeps every digit.
+problem the same way whichever decoder is installed. orjson reads an integer past 64 bits as the nearest float:
+a line with 19 digits in a row goes to the standard library, which keeps every digit.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import IO, Any, Callable, Final
 
@@ -82,7 +83,12 @@ def _standard_decode(raw: bytes) -> Any:
         raise BadLine("invalid JSON", f"{where} at character {exc.pos + 1}") from None
 
 
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
+
+
 def _orjson_decode(raw: bytes) -> Any:
+    if _LONG_DIGITS.search(raw) is not None:  # maybe an integer past 64 bits: orjson would round it
+        return _standard_decode(raw)
     try:
         return _fast_loads(raw)  # type: ignore[misc]  # (never None here)
     except ValueError:  # orjson.JSONDecodeError

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import multiprocessing
 import os
@@ -95,9 +96,11 @@ class Importer:
     """One worker: reads the files and hands its lines to the client on this thread; a second thread settles
     chunks and writes this worker's checkpoint.
 
-    The reader never waits for Customer.io: at each checkpoint it closes the chunk it read, and the settling
-    thread waits for the client's flush (everything queued before it delivered or reported), counts the chunk
-    and saves the checkpoint, while the reader goes on. At most two chunks wait at a time.
+    The reader does not wait for Customer.io's answers: at each checkpoint it closes the chunk it read, and the
+    settling thread waits for the client's flush (everything queued before it delivered or reported), counts
+    the chunk and saves the checkpoint, while the reader goes on. At most two chunks wait at a time, and the
+    reader pauses while the client holds :data:`IN_FLIGHT` messages. Owns its :class:`Dispatch` (and through
+    it the client), its problems report and its checkpoint file; the settling thread owns ``counts``.
 
     ``make_client(on_error)`` builds the client. With ``dry_run_out``, the client must use a
     :class:`~analytics_cio.testing.CaptureTransport` in sync mode: each line's operations are written there.
@@ -124,6 +127,7 @@ class Importer:
         self._stopping = False  # interrupted: settle nothing more
         self._failure: BaseException | None = None  # what stopped the settling thread
         self.lines_read = 0
+        self.collect_garbage = False  # collect at each checkpoint (the caller turned automatic collection off)
 
     def run(self) -> ImportCounts:
         """Import from the start checkpoint to the end; raises KeyboardInterrupt or :class:`Interrupted`."""
@@ -283,6 +287,8 @@ class Importer:
         state.file_index, state.next_line, state.offset = chunk.next_file, chunk.next_line, chunk.offset
         state.counts, state.done = self.counts, chunk.last
         checkpoints.write(checkpoints.path_for(self.options.checkpoint, self.worker, self.options.workers), state)
+        if self.collect_garbage:
+            gc.collect()
 
 
 # -- the whole import ----------------------------------------------------------------------------------------
@@ -388,11 +394,20 @@ def _one_worker(options: ImportOptions, make_client: ClientFactory, err: TextIO,
     share = 1.0 / options.workers
     importer = Importer(options, lambda on_error: make_client(on_error, share), err, worker=worker, start=start,
                         fingerprints=fingerprints, dry_run_out=dry_run_out, on_progress=on_progress)
+    importer.collect_garbage = True
+    collecting = gc.isenabled()
+    # The import's own process: the garbage collector runs at each checkpoint, not every 700 allocations. A
+    # line's objects hold no cycles (reference counting frees them), and each automatic full collection
+    # walked the 20,000 messages in flight: a fifth of the import's CPU.
+    gc.disable()
     try:
         with _signals_interrupt():
             return importer.run(), False
     except (KeyboardInterrupt, Interrupted):
         return importer.counts, True
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _worker_main(options: ImportOptions, make_client: ClientFactory, worker: int, start: Checkpoint | None,

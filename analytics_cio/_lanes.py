@@ -10,6 +10,9 @@ everyone else's delivery.
 Each operation's retries follow the retry policy on their own: attempts are counted per operation, and its
 deadline runs from when it entered the scheduler.
 
+A merge concerns two people: it is in both their lanes (its ``lane`` is a JSON list of the two) and goes once it
+heads both, so the secondary's earlier operations are not sent after it (they would make the secondary again).
+
 Who owns what: the scheduler (the thread that calls :func:`deliver`, the worker's sender) owns the lanes, the
 backoff heap and each operation's retry state; request threads only run ``attempt(op)`` and hand the outcome
 back through a queue.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import json
 import queue
 import threading
 import time
@@ -35,6 +39,14 @@ if TYPE_CHECKING:
 OpReport = Callable[[DeliveryError, Sequence["WireOp"]], None]
 _Result = Union["Outcome", Exception]
 _POLL = 0.1  # seconds between looks at ``stop`` while requests are in flight
+
+
+def _keys(op: WireOp) -> list[str]:
+    """The lanes ``op`` is in: its person's, both people's for a merge, a lane of its own when it has no person."""
+    if op.lane.startswith("["):
+        keys: list[str] = json.loads(op.lane)
+        return list(dict.fromkeys(keys))  # a person merged into themselves: one lane
+    return [op.lane or f"#{id(op)}"]  # no person (objects): a lane of its own
 
 
 class _Lane:
@@ -99,6 +111,8 @@ class _Scheduler:
         self.results: queue.SimpleQueue[tuple[_Lane, WireOp, _Result]] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
         self.inline = False
+        self.running: set[int] = set()  # id() of the ops in flight: a merge heads two lanes, and goes once
+        self.held: dict[int, float] = {}  # id() of a merge backing off -> when it may go (its other lane waits too)
 
     def run(self, ops: Sequence[WireOp]) -> list[WireOp]:
         self.add(ops)
@@ -115,12 +129,12 @@ class _Scheduler:
     def add(self, ops: Sequence[WireOp]) -> None:
         now = time.monotonic()
         for op in ops:
-            key = op.lane or f"#{id(op)}"  # no person (objects): a lane of its own
-            lane = self.lanes.get(key)
-            if lane is None:
-                lane = self.lanes[key] = _Lane(key)
-                self.ready.append(lane)
-            lane.ops.append((op, now))
+            for key in _keys(op):
+                lane = self.lanes.get(key)
+                if lane is None:
+                    lane = self.lanes[key] = _Lane(key)
+                    self.ready.append(lane)
+                lane.ops.append((op, now))
 
     def step(self) -> bool:
         """Start what can start, take more when idle, wait for one outcome. False when done or stopped."""
@@ -146,6 +160,7 @@ class _Scheduler:
             if time.monotonic() < until - 0.001:  # a flush cut the wait short: every lane goes now
                 self.ready.extend(lane for _, _, lane in self.backing_off)
                 self.backing_off = []
+                self.held.clear()
             return True
         timeout = self.backing_off[0][0] - now if self.backing_off else None
         if self.stop is not None:
@@ -159,7 +174,14 @@ class _Scheduler:
         return True
 
     def start(self, lane: _Lane) -> None:
+        if not lane.ops or self.lanes.get(lane.key) is not lane:
+            return  # emptied by a merge it shared, and dropped, while it waited in ready or backing off
         op = lane.ops[0][0]
+        if id(op) in self.running or self.held.get(id(op), 0.0) > time.monotonic():
+            return  # a merge in flight or backing off: its own lane's turn starts it again
+        if any(key not in self.lanes or self.lanes[key].ops[0][0] is not op for key in _keys(op)):
+            return  # a merge that does not head its other lane yet: that lane starts it when it does
+        self.running.add(id(op))
         self.in_flight += 1
         if not self.inline and len(self.threads) < self.in_flight:
             thread = threading.Thread(target=self.serve, name="analytics-cio-v1", daemon=True)
@@ -189,6 +211,7 @@ class _Scheduler:
             return exc
 
     def finish(self, lane: _Lane, op: WireOp, result: _Result) -> None:
+        self.running.discard(id(op))
         if isinstance(result, Exception):
             delivered, retryable, status, reason = False, True, None, f"{type(result).__name__}: {result}"[:500]
             field = retry_after = None
@@ -210,15 +233,20 @@ class _Scheduler:
             if delay is not None:
                 lane.attempts += 1
                 heapq.heappush(self.backing_off, (now + delay, next(self.order), lane))
+                if len(_keys(op)) > 1:
+                    self.held[id(op)] = now + delay
                 return
             why = f"HTTP {status}: {reason}" if status else reason
             self.report(RetriesExhaustedError(
                 f"gave up after {lane.attempts + 1} attempts in {elapsed:.1f}s; last error: {why}", status=status,
             ), [op])
             self.settled.append(op)
-        lane.ops.popleft()
-        lane.attempts = 0
-        if lane.ops:
-            self.ready.append(lane)
-        else:
-            del self.lanes[lane.key]
+        self.held.pop(id(op), None)
+        for key in _keys(op):  # the op heads each of its lanes
+            lane = self.lanes[key]
+            lane.ops.popleft()
+            lane.attempts = 0
+            if lane.ops:
+                self.ready.append(lane)
+            else:
+                del self.lanes[key]

@@ -158,7 +158,8 @@ def format_timestamp(value: Any) -> str:
         utc = _guess_timezone(value).astimezone(_UTC)
     except (OverflowError, ValueError):  # datetime.min at +05:00 is before the year 1 in UTC
         raise ArgumentValueError("timestamp", f"{value.isoformat()} is out of the range of dates in UTC") from None
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: "%Y" writes the year 999 as "999", which no ISO-8601 reader (the mapping's) takes.
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def build(

@@ -16,6 +16,7 @@ Operations like that go as their v2 form through ``POST /api/v2/entity``, which 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -52,7 +53,8 @@ _V1_ACTIONS = frozenset({"identify", "event", "page", "screen", "add_device", "d
 
 
 def _lane(identifiers: Mapping[str, Any] | None) -> str:
-    """Requests in one lane go in order: a person's (or anonymous visitor's) operations keep their order."""
+    """Requests in one lane go in order: a person's (or anonymous visitor's) operations keep their order. A merge
+    is in two lanes, written as a JSON list of them (a single lane never starts with "["); see ``_lanes``."""
     if not identifiers:
         return ""
     kind, value = next(iter(identifiers.items()))
@@ -86,7 +88,9 @@ def v1_request(op: Mapping[str, Any]) -> tuple[str, str, Any, str]:
     action = op["action"]
     if action == "merge":
         merge = {"primary": op["primary"], "secondary": op["secondary"]}
-        return "POST", "/api/v1/merge_customers", merge, _lane(op["primary"])
+        # In both people's lanes: sent after the secondary's earlier operations (which would otherwise arrive after
+        # the merge and make the secondary again, a person of their own), and before its later ones.
+        return "POST", "/api/v1/merge_customers", merge, json.dumps([_lane(op["primary"]), _lane(op["secondary"])])
     identifiers = op["identifiers"]
     lane = _lane(identifiers)
     if action in ("event", "page", "screen"):

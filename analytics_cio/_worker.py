@@ -8,7 +8,8 @@ Who owns what (nothing else is shared):
 
 ====================================  ================================================================
 the inbox: messages and markers       callers append (``deque.append`` is atomic); the encoder pops
-the encoder's round (at most ROUND)   the encoder thread alone
+the encoder's round (at most ROUND)   the encoder thread alone; callers read its size (``_in_hand``), so
+                                      a message the encoder holds still counts against the queue's bounds
 the outbox, the batch in flight,      ``Outbox`` (``_outbox.py``), under its one Condition: the encoder
 each op's ``settled`` claim           adds, the sender takes and claims, an overdue ``close()`` abandons
 retry state of the batch in flight    the sender thread alone (``_delivery.deliver``)
@@ -126,6 +127,7 @@ class Worker:
         self._average_bytes = 1024.0
         self._backlog = self.upload_size
         self._backlog_puts = 0  # calls made while more than _backlog ops waited
+        self._in_hand = 0  # messages taken from the inbox and not yet in the outbox (written by the encoder)
         self._set_aside: list[int] = []  # sender: spool ids whose retries ran out, kept for a later attempt
         self._wake = threading.Event()
         self._signaled = False
@@ -160,7 +162,7 @@ class Worker:
         if self._closed:
             return False
         inbox, outbox = self._inbox, self._outbox
-        waiting = len(inbox)
+        waiting = len(inbox) + self._in_hand
         if (
             waiting + outbox.added_ops - outbox.settled_ops >= self.max_queue_size
             or outbox.added_bytes - outbox.settled_bytes + waiting * self._average_bytes >= self.max_queue_bytes
@@ -269,7 +271,7 @@ class Worker:
 
     def queued(self) -> int:
         """Messages and operations not yet delivered or reported."""
-        return len(self._inbox) + self._outbox.added_ops - self._outbox.settled_ops
+        return len(self._inbox) + self._in_hand + self._outbox.added_ops - self._outbox.settled_ops
 
     def _enqueue_marker(self, marker: Marker) -> None:
         self._inbox.append(marker)
@@ -323,6 +325,7 @@ class Worker:
                     return
             except Exception:  # the thread outlives any bug or bad message
                 logger.exception("analytics_cio: unexpected error in the encoder; it keeps running")
+                self._in_hand = 0
                 time.sleep(0.05)
 
     def _encode_round(self) -> bool:
@@ -337,6 +340,7 @@ class Worker:
         # second encode. Once more waits (an outage, a slow server) or the spool needs it, messages go compact.
         compacting = self.spool is not None or self._outbox.waiting >= 2 * self.upload_size
         for _ in range(min(len(inbox), ROUND)):
+            self._in_hand += 1  # counted before it leaves the inbox: the bounds never see it nowhere
             item = inbox.popleft()
             if type(item) is Marker:
                 items.append(item)
@@ -359,12 +363,14 @@ class Worker:
             ops += len(prepared)
         if ops and self.spool is not None:
             self._spool_add([op for op in items if type(op) is WireOp])
-        abandoned = not self._outbox.add(items)
-        if ops:
-            self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / ops
+        # Reported before the round is handed on: a flush queued behind these must not be released first.
         for message, problem in failures:
             logger.error("analytics_cio: could not prepare a message", exc_info=problem)
             self._report_messages(DeliveryError(f"could not prepare the message: {problem!r}"), [message])
+        abandoned = not self._outbox.add(items)
+        self._in_hand = 0
+        if ops:
+            self._average_bytes = 0.9 * self._average_bytes + 0.1 * size / ops
         if abandoned:  # close() gave up meanwhile: these never reached the outbox it emptied
             self._give_up([i for i in items if type(i) is WireOp])
             for item in items:

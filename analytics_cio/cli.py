@@ -268,19 +268,20 @@ class _Announced(RetryPolicy):
 
 def _client_for(args: argparse.Namespace, on_error: Callable[[DeliveryError, Sequence[Any]], Any], *,
                 sync: bool, **options: Any) -> Client:
+    write_key = getattr(args, "write_key", None)  # a Namespace built by hand (an import worker's) may lack it
     if args.dry_run:  # what would be sent: Track API operations, or with --write-key the Data Pipelines messages
         from .testing import CaptureTransport, PipelinesCaptureTransport
 
-        transport = PipelinesCaptureTransport() if args.write_key else CaptureTransport()
+        transport = PipelinesCaptureTransport() if write_key else CaptureTransport()
         return Client(transport=transport, sync_mode=sync, on_error=on_error, debug=args.debug, **options)
-    if not args.write_key and (not args.site_id or not args.api_key):
+    if not write_key and (not args.site_id or not args.api_key):
         raise UsageError("no Customer.io credentials: pass --site-id and --api-key, or set CUSTOMERIO_SITE_ID and "
                          "CUSTOMERIO_API_KEY; or --write-key for Data Pipelines (or try --dry-run, or "
                          "`analytics-cio demo`)")
     if args.retries is not None:
         options.setdefault("max_retries", args.retries)
-    if args.write_key:
-        options["write_key"] = args.write_key
+    if write_key:
+        options["write_key"] = write_key
     else:
         options.update(site_id=args.site_id, api_key=args.api_key, api_version=args.api_version)
     try:
@@ -379,7 +380,7 @@ def run_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         files = expand(args.file)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if not args.dry_run and not args.write_key and (not args.site_id or not args.api_key):
+    if not args.dry_run and not getattr(args, "write_key", None) and (not args.site_id or not args.api_key):
         _client_for(args, lambda error, messages: None, sync=True)  # says which credentials are missing
     checkpoint = args.checkpoint
     if checkpoint is None:

@@ -6,6 +6,7 @@ Customer.io. The other test files cover the common cases; these are the odd ones
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import math
@@ -563,3 +564,44 @@ def test_on_error_raising_keyboard_interrupt_or_queueing_more_from_the_worker_th
     bodies = [json.loads(r.body) for r in server.requests]
     names = [op["name"] for body in bodies for op in body.get("batch", [body]) if "Refused" not in op["name"]]
     assert sorted(names) == sorted(["Fine 0", "Fine 2"] + [f"Later {i}" for i in range(10)])
+
+
+# -- Methods: "`timestamp` ISO-8601 UTC with milliseconds"; nothing changed silently -------------------------------
+
+
+@pytest.mark.parametrize("year", [1, 999])
+def test_a_timestamp_before_the_year_1000_is_iso_8601_and_is_not_silently_replaced_by_now(
+        raw: Callable[..., RawServer], make: Callable[..., tuple[Client, Errors]], year: int) -> None:
+    # strftime("%Y") wrote "999-05-01T…": no ISO-8601 reader took it, and the event went out with no timestamp at
+    # all (Customer.io would file it at the time it arrived) and a message id from the current time.
+    server = raw(lambda request, _: ok())
+    client, errors = make(server.url)
+    when = dt.datetime(year, 5, 1, 12, 30, tzinfo=dt.timezone.utc)
+    _, message = client.track("u-1", "Ancient", timestamp=when)
+    assert message["timestamp"] == f"{year:04d}-05-01T12:30:00.000Z"
+    assert client.flush(timeout=30) is True and errors == []
+    (op,) = json.loads(server.requests[0].body)["batch"]
+    assert op["timestamp"] == (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(seconds=1)
+
+
+# -- "Both transports produce the same Customer.io state for the same calls"; "on v1 a person's operations stay in
+# -- order" ----------------------------------------------------------------------------------------------------------
+
+
+@VERSIONS
+def test_an_alias_merges_everything_the_old_id_did_before_it_on_both_transports(version: str) -> None:
+    # v1 sent the merge in the new person's lane only: most of the old id's earlier events arrived after it and made
+    # the old person again, with 18 of its 20 events; v2 (one ordered batch) merged all 20.
+    with LocalCustomerIO() as cio:
+        client = Client(SITE_ID, API_KEY, host=cio.url, api_version=version, upload_interval=0.2,
+                        max_requests_per_second=None)
+        for i in range(20):
+            client.track("old-user", f"Before {i}")
+        client.identify("new-user", {"plan": "pro"})
+        client.alias("old-user", "new-user")
+        client.alias("new-user", "new-user")  # a person merged into themselves: one lane, not two
+        client.track("new-user", "After")
+        assert client.shutdown(timeout=30) is True
+        assert [person["id"] for person in cio.state.people()] == ["new-user"]
+        assert sorted(e["name"] for e in cio.state.events()) == sorted([f"Before {i}" for i in range(20)] + ["After"])
+        assert {e["person"] for e in cio.state.events()} == {"new-user"}

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pytest
 
 import analytics_cio
-from analytics_cio import Client, ClientClosedError, ShutdownError
+from analytics_cio import Client, ClientClosedError, ShutdownError, UnmappableError
 from analytics_cio._retry import RetryPolicy
 from analytics_cio.testing._server import Faults, LocalCustomerIO, Reply
 
@@ -337,6 +337,28 @@ def test_an_outage_holds_no_more_memory_than_the_byte_budget(server: LocalCustom
     measured = json.loads(result.stdout)
     assert measured["accepted"] > 10_000  # the budget was reached, in bytes, not in count
     assert measured["grown"] < (16 + 30) * 1024 * 1024, measured
+
+
+def test_a_message_the_encoder_holds_still_counts_against_the_queue_bound(make_client: Callable[..., Client],
+                                                                          server: LocalCustomerIO) -> None:
+    # An identify with no user id cannot be mapped: the encoder reports it, and this on_error holds the encoder
+    # (and the message) for a while. That message is in neither the inbox nor the outbox, and must still count.
+    reporting, release = threading.Event(), threading.Event()
+
+    def on_error(error: Exception, messages: list[dict[str, Any]]) -> None:
+        if isinstance(error, UnmappableError):  # (a refusal is reported on the caller's thread: not held)
+            reporting.set()
+            release.wait(10)
+
+    client = make_client(max_queue_size=2, upload_interval=3600, on_error=on_error)
+    client.identify(anonymous_id="anon", traits={"plan": "pro"})
+    assert reporting.wait(10)
+    assert client.queue_size == 1  # a Celery task_postrun hook skips a client whose queue_size is 0
+    results = [client.track("u", f"E{i}")[0] for i in range(3)]
+    release.set()
+    assert results == [True, False, False]
+    assert client.flush(timeout=10)
+    assert [op["name"] for op in server.ops() if op.get("action") == "event"] == ["E0"]
 
 
 # -- 7. the spool ------------------------------------------------------------------------------------------------

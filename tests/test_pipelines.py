@@ -603,3 +603,24 @@ def test_the_cli_dry_run_with_a_write_key_prints_the_segment_message() -> None:
     assert code == 0
     assert '"type": "track"' in out or '"type":"track"' in out
     assert "identifiers" not in out  # no Track API operation
+
+
+class _RefusingTransport(PipelinesCaptureTransport):
+    """A transport whose prepare fails on one message (a bug in a custom transport)."""
+
+    def prepare(self, op: Any, message: Any) -> WireOp:
+        if message.get("event") == "Breaks":
+            raise RuntimeError("this transport cannot prepare it")
+        return super().prepare(op, message)
+
+
+def test_flush_returns_only_after_a_message_that_could_not_be_prepared_was_reported(errors: Errors) -> None:
+    client = Client(transport=_RefusingTransport(), on_error=errors, upload_interval=0.01)
+    try:
+        for _ in range(100):
+            errors.clear()
+            client.track("u1", "Breaks")
+            assert client.flush(timeout=10) is True
+            assert [m["event"] for m in errors.messages] == ["Breaks"]  # reported before flush() returned
+    finally:
+        client.shutdown()
