@@ -24,6 +24,10 @@ import pytest
 
 from analytics_cio.testing import LocalCustomerIO
 
+# A pip download with a cold cache plus a pytest run in a subprocess, on a busy CI machine: more than the
+# suite's 120 s per test (pyproject.toml) is fair for the module fixture.
+pytestmark = pytest.mark.timeout(600)
+
 VERSION = "1.1.0"
 SHIM = Path(__file__).resolve().parent / "cdp_shim"
 ROOT = Path(__file__).resolve().parents[1]
