@@ -8,7 +8,7 @@ line of a Segment export does), a light walk converts those strings alone and th
 of any other kind than JSON's own (and datetimes) takes the full walk. All paths give the same JSON for the
 same data.
 
-With the ``orjson`` extra installed (and Python 3.10 or later) the fast path uses it instead of the standard
+With the ``orjson`` extra installed the fast path uses it instead of the standard
 library's encoder (about five times faster on a typical event; benchmarks/README.md), unless it is one of the
 versions that corrupt memory (see ``orjson_is_safe``). ``ANALYTICS_CIO_JSON=stdlib`` in the environment keeps
 the standard library's, to compare the two.
@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import re
-import sys
 from typing import Any, Callable, Final
 
 from . import _values
@@ -147,10 +146,6 @@ def orjson_is_safe(version: str) -> bool:
 try:
     if os.environ.get("ANALYTICS_CIO_JSON", "").lower() == "stdlib":
         raise ImportError("the standard library's encoder was asked for")
-    if sys.version_info < (3, 10):
-        # On CPython 3.9, orjson 3.10 and 3.11 (the last to support it) corrupt the heap on a value nested ~150
-        # levels deep inside an operation ("realloc(): invalid next size"): the process aborts. Not worth it.
-        raise ImportError("orjson is not used on Python 3.9")
     import orjson as _orjson
 
     if not orjson_is_safe(_orjson.__version__):

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import sys
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -608,9 +607,8 @@ def test_the_optional_encoder_is_used_when_installed() -> None:
     except ImportError:
         assert _encoding.JSON_LIBRARY == "json"
     else:
-        # Not on Python 3.9, where the orjson releases that support it abort the process on deep values.
-        usable = (os.environ.get("ANALYTICS_CIO_JSON") != "stdlib" and sys.version_info >= (3, 10)
-                  and _encoding.orjson_is_safe(orjson.__version__))
+        # Not in the versions that abort the process on deep values (the last ones for Python 3.9 among them).
+        usable = os.environ.get("ANALYTICS_CIO_JSON") != "stdlib" and _encoding.orjson_is_safe(orjson.__version__)
         assert ("orjson" if usable else "json") == _encoding.JSON_LIBRARY
 
 
